@@ -1,0 +1,109 @@
+//! The main job: a service on the default in-memory store running the state
+//! patterns of PURISTA's handbook: a session with a TTL, a counter updated
+//! safely by many concurrent requests, a rate limit, and job status.
+//!
+//! Run it with `cargo run -p purista-core --example service`.
+//! Switching to Redis, NATS or Dapr changes only the `.state_store(...)` line.
+
+use std::time::Duration;
+
+use purista_core::{DefaultStateStore, HandlerError, Service, StateStoreExt};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Session {
+    user_id: String,
+    cart: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Window {
+    count: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Job {
+    Processing { worker: String },
+    Done { items: u32 },
+}
+
+const RATE_LIMIT: u32 = 5;
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+fn service() -> Service {
+    Service::builder("shop", "1")
+        // The one line that changes per backend, e.g.
+        // .state_store(RedisStateStore::connect("redis://127.0.0.1:6379").await?)
+        .state_store(DefaultStateStore::new())
+        .command("login", |ctx, user_id: String| async move {
+            let key = format!("session:{user_id}");
+            let session = Session { user_id, cart: vec![] };
+            // Sessions end by themselves: no cleanup job.
+            ctx.states.set_with_ttl(&key, &session, Duration::from_secs(30 * 60)).await?;
+            Ok(key)
+        })
+        .command("view", |ctx, page: String| async move {
+            // Many instances may count at once: compare-and-swap, never lost updates.
+            let views = ctx
+                .states
+                .update(&format!("views:{page}"), None, |n: Option<u64>| n.unwrap_or(0) + 1)
+                .await?;
+            Ok(views)
+        })
+        .command("search", |ctx, user_id: String| async move {
+            // A fixed window per user; the TTL starts with the window's first request.
+            let key = format!("rateLimit:{user_id}:search");
+            let window = ctx
+                .states
+                .update(&key, Some(RATE_WINDOW), |w: Option<Window>| Window {
+                    count: w.map_or(0, |w| w.count) + 1,
+                })
+                .await?;
+            if window.count > RATE_LIMIT {
+                return Err(HandlerError::new(429, "rate limit exceeded"));
+            }
+            Ok(format!("results for {user_id} ({}/{RATE_LIMIT})", window.count))
+        })
+        .command("run-job", |ctx, job_id: String| async move {
+            let key = format!("job:{job_id}");
+            ctx.states.set(&key, &Job::Processing { worker: ctx.service.name.clone() }).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ctx.states.set(&key, &Job::Done { items: 3 }).await?;
+            Ok(())
+        })
+        .build()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter("warn").init();
+    let shop = service();
+
+    let key: String = shop.invoke("login", "user-456").await?;
+    let session = shop.states().get_versioned::<Session>(&key).await?.expect("session stored");
+    let left = session.expires_at.expect("ttl").duration_since(std::time::SystemTime::now())?;
+    println!("session  {key}: {:?}, expires in {}s", session.value, left.as_secs());
+
+    // 200 concurrent page views on 2 cores: the counter must end at exactly 200.
+    let views = futures_util::future::join_all((0..200).map(|_| shop.invoke::<_, u64>("view", "home"))).await;
+    let failed = views.iter().filter(|v| v.is_err()).count();
+    let total = shop.states().get::<u64>("views:home").await?.unwrap_or(0);
+    println!("counter  views:home = {total} after 200 concurrent views ({failed} failed)");
+    assert_eq!(total, 200);
+
+    for _ in 0..RATE_LIMIT + 1 {
+        match shop.invoke::<_, String>("search", "user-456").await {
+            Ok(answer) => println!("search   {answer}"),
+            Err(e) => println!("search   refused: {e}"),
+        }
+    }
+
+    let _: () = shop.invoke("run-job", "job-1").await?;
+    let job = shop.states().get::<Job>("job:job-1").await?;
+    println!("job      job-1: {job:?}");
+    assert_eq!(job, Some(Job::Done { items: 3 }));
+
+    shop.destroy().await?;
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The in-memory store: every capability, and the reference semantics the
+//! other backends are tested against.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Weak},
+    thread::Thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use futures_util::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+
+use crate::{
+    Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StoreConfig,
+    WatchEvent, WatchKind, WatchStream, backend::Backend, validate_key,
+};
+
+/// How many watch events may queue for a slow watcher before it is told it
+/// fell behind.
+const WATCH_BUFFER: usize = 4096;
+
+/// In-memory state store (PURISTA's `DefaultStateStore`): for development and
+/// tests only, as nothing survives the process.
+///
+/// Clones share the same data. Values are immutable JSON bytes, so nothing a
+/// caller holds aliases what the store holds. Expired entries are purged by a
+/// background thread (started by the first TTL write, ended with the store),
+/// so memory does not grow with them.
+///
+/// ```
+/// use purista_core::{DefaultStateStore, StateStoreExt, StoreConfig, Json};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> purista_core::Result<()> {
+/// let store = DefaultStateStore::with_state(
+///     StoreConfig::default(),
+///     [("greeting".to_string(), Json::encode("hello")?)],
+/// )?;
+/// assert_eq!(store.get::<String>("greeting").await?.as_deref(), Some("hello"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DefaultStateStore {
+    shared: Arc<Shared>,
+    config: StoreConfig,
+}
+
+#[derive(Debug)]
+struct Shared {
+    data: RwLock<Data>,
+    events: broadcast::Sender<WatchEvent>,
+    /// The thread purging expired entries, started by the first TTL write.
+    /// A thread rather than a task: the store must not depend on the runtime
+    /// that happened to write first outliving it.
+    reaper: Mutex<Option<Thread>>,
+}
+
+#[derive(Debug, Default)]
+struct Data {
+    map: HashMap<Box<str>, Slot, foldhash::fast::RandomState>,
+    /// Deadlines in order, for the reaper; one entry per live TTL.
+    expiries: BTreeMap<(Instant, u64), Box<str>>,
+    version: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    value: Json,
+    version: u64,
+    expires: Option<Instant>,
+}
+
+impl Slot {
+    /// Reads the clock only for entries with a deadline: a clock read costs
+    /// more than the rest of a lookup on some virtual machines.
+    fn live(&self) -> bool {
+        self.expires.is_none_or(|t| t > Instant::now())
+    }
+}
+
+impl Default for DefaultStateStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DefaultStateStore {
+    /// An empty store with the default config.
+    pub fn new() -> Self {
+        Self::with_config(StoreConfig::default())
+    }
+
+    /// An empty store.
+    pub fn with_config(config: StoreConfig) -> Self {
+        tracing::warn!("DefaultStateStore keeps state in memory: use it for development and tests only");
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let shared = Shared { data: RwLock::default(), events, reaper: Mutex::new(None) };
+        DefaultStateStore { shared: Arc::new(shared), config }
+    }
+
+    /// A store holding `initial` values (keys as callers name them: the
+    /// config's key prefix is applied).
+    pub fn with_state(
+        config: StoreConfig,
+        initial: impl IntoIterator<Item = (String, Json)>,
+    ) -> Result<Self> {
+        let store = Self::with_config(config);
+        {
+            let mut data = store.shared.data.write();
+            for (key, value) in initial {
+                validate_key(&key)?;
+                data.version += 1;
+                let slot = Slot { value, version: data.version, expires: None };
+                data.map.insert(format!("{}{key}", store.config.key_prefix).into(), slot);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Another handle on the same data, with its own config (its own flags
+    /// and key prefix), as two services sharing one server would have.
+    pub fn reconfigured(&self, config: StoreConfig) -> Self {
+        DefaultStateStore { shared: self.shared.clone(), config }
+    }
+
+    /// Number of live entries (expired ones not yet purged are not counted).
+    pub fn len(&self) -> usize {
+        self.shared.data.read().map.values().filter(|s| s.live()).count()
+    }
+
+    /// Whether the store holds no live entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn emit(&self, key: &str, kind: WatchKind) {
+        // Building the event costs a key copy: skip it when nobody watches.
+        if self.shared.events.receiver_count() > 0 {
+            let _ = self.shared.events.send(WatchEvent { key: key.to_owned(), kind });
+        }
+    }
+
+    /// Starts the reaper on the first TTL write, or wakes it when a deadline
+    /// earlier than the one it sleeps towards appears.
+    fn wake_reaper(&self, earliest: bool) {
+        let mut reaper = self.shared.reaper.lock();
+        match &*reaper {
+            Some(thread) if earliest => thread.unpark(),
+            Some(_) => {}
+            None => {
+                let shared = Arc::downgrade(&self.shared);
+                // If no thread can be had, expired entries are still hidden
+                // from reads and dropped when overwritten, just not purged.
+                let spawned =
+                    std::thread::Builder::new().name("purista-store-reaper".into()).spawn(|| reap(shared));
+                *reaper = spawned.ok().map(|h| h.thread().clone());
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Lets the reaper see that the store is gone.
+        if let Some(thread) = self.reaper.get_mut() {
+            thread.unpark();
+        }
+    }
+}
+
+/// Removes entries as their deadlines pass and reports them as expired.
+/// Holds the store weakly so that dropping the store ends it.
+fn reap(shared: Weak<Shared>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else { return };
+            let now = Instant::now();
+            let mut data = shared.data.write();
+            while let Some(entry) = data.expiries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let ((_, version), key) = entry.remove_entry();
+                if data.map.get(&key).is_some_and(|s| s.version == version) {
+                    data.map.remove(&key);
+                    if shared.events.receiver_count() > 0 {
+                        let _ = shared.events.send(WatchEvent { key: key.into(), kind: WatchKind::Expired });
+                    }
+                }
+            }
+            data.expiries.first_key_value().map(|((t, _), _)| *t)
+        };
+        // An unpark between the purge and here makes the park return at once.
+        match next {
+            Some(deadline) => std::thread::park_timeout(deadline.saturating_duration_since(Instant::now())),
+            None => std::thread::park(),
+        }
+    }
+}
+
+fn etag(version: u64) -> ETag {
+    ETag::new(version.to_string())
+}
+
+fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
+    slot.is_some_and(|s| s.version.to_string() == etag.as_str())
+}
+
+fn conflict(key: &str, why: &str) -> Error {
+    Error::conflict(key, why.to_string())
+}
+
+impl Data {
+    fn live(&self, key: &str) -> Option<&Slot> {
+        self.map.get(key).filter(|s| s.live())
+    }
+
+    fn check_put(&self, key: &str, mode: &PutMode) -> Result<()> {
+        match mode {
+            PutMode::Upsert => Ok(()),
+            PutMode::Create if self.live(key).is_some() => Err(conflict(key, "key already exists")),
+            PutMode::Create => Ok(()),
+            PutMode::Update(tag) if matches(self.live(key), tag) => Ok(()),
+            PutMode::Update(_) => Err(conflict(key, "etag does not match")),
+        }
+    }
+
+    fn check_delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
+        match tag {
+            Some(tag) if !matches(self.live(key), tag) => Err(conflict(key, "etag does not match")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes and returns the new version and whether the reaper must look
+    /// at an earlier deadline.
+    fn put(&mut self, key: &str, value: Json, ttl: Option<Duration>) -> (u64, bool) {
+        self.version += 1;
+        let version = self.version;
+        let expires = ttl.map(|t| Instant::now() + t);
+        let slot = Slot { value, version, expires };
+        // Overwrite in place: no new key allocation for a key already stored.
+        let old = match self.map.get_mut(key) {
+            Some(current) => Some(std::mem::replace(current, slot)),
+            None => self.map.insert(key.into(), slot),
+        };
+        if let Some(Slot { version: v, expires: Some(t), .. }) = old {
+            self.expiries.remove(&(t, v));
+        }
+        let earliest = match expires {
+            Some(t) => {
+                let earliest = self.expiries.first_key_value().is_none_or(|((first, _), _)| t < *first);
+                self.expiries.insert((t, version), key.into());
+                earliest
+            }
+            None => false,
+        };
+        (version, earliest)
+    }
+
+    fn delete(&mut self, key: &str) -> bool {
+        match self.map.remove(key) {
+            Some(slot) => {
+                if let Some(t) = slot.expires {
+                    self.expiries.remove(&(t, slot.version));
+                }
+                slot.live()
+            }
+            None => false,
+        }
+    }
+}
+
+impl Backend for DefaultStateStore {
+    fn store_name(&self) -> &str {
+        "DefaultStateStore"
+    }
+
+    fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn with_config(&self, config: StoreConfig) -> Self {
+        self.reconfigured(config)
+    }
+
+    fn supports(&self) -> Capabilities {
+        Capabilities {
+            etag: true,
+            create_only: true,
+            ttl: Some(Duration::from_millis(1)),
+            transactions: true,
+            list: true,
+            watch: true,
+            max_value_bytes: None,
+        }
+    }
+
+    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        let data = self.shared.data.read();
+        Ok(keys.iter().map(|k| data.live(k).map(|s| s.value.clone())).collect())
+    }
+
+    async fn read_one(&self, key: &str) -> Result<Option<Json>> {
+        Ok(self.shared.data.read().live(key).map(|s| s.value.clone()))
+    }
+
+    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+        let data = self.shared.data.read();
+        Ok(data.live(key).map(|s| Entry {
+            value: s.value.clone(),
+            etag: etag(s.version),
+            expires_at: s.expires.map(|t| SystemTime::now() + t.saturating_duration_since(Instant::now())),
+        }))
+    }
+
+    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+        let event = (self.shared.events.receiver_count() > 0).then(|| value.clone());
+        let (version, earliest) = {
+            let mut data = self.shared.data.write();
+            data.check_put(key, &options.mode)?;
+            let written = data.put(key, value, options.ttl);
+            if let Some(value) = event {
+                self.emit(key, WatchKind::Set { value, etag: Some(etag(written.0)) });
+            }
+            written
+        };
+        if options.ttl.is_some() {
+            self.wake_reaper(earliest);
+        }
+        Ok(Some(etag(version)))
+    }
+
+    async fn delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
+        let mut data = self.shared.data.write();
+        data.check_delete(key, tag)?;
+        if data.delete(key) {
+            self.emit(key, WatchKind::Removed);
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        let mut data = self.shared.data.write();
+        // Check every condition against the state the earlier steps leave
+        // behind, before touching anything: all or nothing.
+        let mut touched: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut next = data.version;
+        for op in &ops {
+            let key = op.key();
+            let current = match touched.get(key) {
+                Some(v) => *v,
+                None => data.live(key).map(|s| s.version),
+            };
+            let ok = |tag: &ETag| current.is_some_and(|v| v.to_string() == tag.as_str());
+            match op {
+                Op::Put { options, .. } => {
+                    match &options.mode {
+                        PutMode::Create if current.is_some() => {
+                            return Err(conflict(key, "key already exists"));
+                        }
+                        PutMode::Update(tag) if !ok(tag) => return Err(conflict(key, "etag does not match")),
+                        _ => {}
+                    }
+                    next += 1;
+                    touched.insert(key, Some(next));
+                }
+                Op::Remove { etag: Some(tag), .. } if !ok(tag) => {
+                    return Err(conflict(key, "etag does not match"));
+                }
+                Op::Remove { .. } => {
+                    touched.insert(key, None);
+                }
+            }
+        }
+        drop(touched);
+        let mut wake = false;
+        for op in ops {
+            match op {
+                Op::Put { key, value, options } => {
+                    let event = (self.shared.events.receiver_count() > 0).then(|| value.clone());
+                    let (version, earliest) = data.put(&key, value, options.ttl);
+                    wake |= earliest;
+                    if let Some(value) = event {
+                        self.emit(&key, WatchKind::Set { value, etag: Some(etag(version)) });
+                    }
+                }
+                Op::Remove { key, .. } => {
+                    if data.delete(&key) {
+                        self.emit(&key, WatchKind::Removed);
+                    }
+                }
+            }
+        }
+        let has_ttl = !data.expiries.is_empty();
+        drop(data);
+        if has_ttl {
+            self.wake_reaper(wake);
+        }
+        Ok(())
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        let data = self.shared.data.read();
+        Ok(data
+            .map
+            .iter()
+            .filter(|(k, s)| k.starts_with(prefix) && s.live())
+            .map(|(k, _)| k.to_string())
+            .collect())
+    }
+
+    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
+        let prefix = prefix.to_owned();
+        let stream = BroadcastStream::new(self.shared.events.subscribe()).filter_map(move |event| {
+            std::future::ready(match event {
+                Ok(e) if e.key.starts_with(&prefix) => Some(Ok(e)),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some(Err(Error::new(
+                    ErrorKind::Backend,
+                    format!("watcher fell behind: {n} events were dropped"),
+                ))),
+            })
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}

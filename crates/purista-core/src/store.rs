@@ -1,0 +1,246 @@
+//! The contract handlers and services use: [`StateStore`], and its data types.
+
+use std::{collections::HashMap, fmt, pin::Pin, sync::Arc, time::Duration, time::SystemTime};
+
+use async_trait::async_trait;
+use futures_core::Stream;
+
+use crate::{Json, Result};
+
+/// One entry per requested name; a missing name maps to `None`.
+///
+/// A std `HashMap` with a fast seeded hasher (build one with `StateMap::default()`).
+pub type StateMap = HashMap<String, Option<Json>, foldhash::fast::RandomState>;
+
+/// Changes under a prefix, as they happen.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
+
+/// Business state that survives restarts and is shared across instances.
+///
+/// Implement [`Backend`](crate::backend::Backend) rather than this trait: every
+/// backend gets this contract from it, with keys validated, the base config
+/// ([`StoreConfig`](crate::StoreConfig)) enforced and each call traced, in one
+/// place. Typed access (`get::<T>`, `set(&T)`, `update`) is in
+/// [`StateStoreExt`](crate::StateStoreExt).
+#[async_trait]
+pub trait StateStore: Send + Sync + fmt::Debug {
+    /// The store's name, as it appears in traces.
+    fn name(&self) -> &str;
+    /// What this store can do beyond get, set and remove.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads several names at once (one round trip where the backend can).
+    async fn get_state(&self, names: &[&str]) -> Result<StateMap>;
+    /// Reads one name.
+    async fn get_value(&self, name: &str) -> Result<Option<Json>>;
+    /// Writes a value, replacing any earlier one and its TTL.
+    async fn set_state(&self, name: &str, value: Json) -> Result<()> {
+        self.put(name, value, PutOptions::default()).await.map(drop)
+    }
+    /// Removes a value; removing a missing name is not an error.
+    async fn remove_state(&self, name: &str) -> Result<()> {
+        self.remove(name, None).await
+    }
+
+    /// Reads a value with its ETag and expiry ([`Capabilities::etag`]).
+    async fn get_entry(&self, name: &str) -> Result<Option<Entry>>;
+    /// Writes with a mode and an optional TTL; returns the new ETag when the
+    /// backend reports it without an extra round trip.
+    async fn put(&self, name: &str, value: Json, options: PutOptions) -> Result<Option<ETag>>;
+    /// Removes a value, only if its ETag still matches when one is given.
+    async fn remove(&self, name: &str, etag: Option<&ETag>) -> Result<()>;
+    /// Applies writes and removes in order, all or nothing.
+    async fn transaction(&self, ops: Vec<Op>) -> Result<()>;
+    /// Keys starting with `prefix`, sorted; expired keys are never listed.
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Changes to keys starting with `prefix`, from now on.
+    async fn watch(&self, prefix: &str) -> Result<WatchStream>;
+
+    /// The same store with every key under `prefix` (added after the store's
+    /// own prefix, stripped from keys handed back).
+    fn scoped(self: Arc<Self>, prefix: &str) -> Arc<dyn StateStore>;
+    /// Releases connections; the store is unusable afterwards.
+    async fn destroy(&self) -> Result<()>;
+}
+
+/// The optional parts of the contract a store supports.
+///
+/// An operation the store lacks fails with [`ErrorKind::Unsupported`](crate::ErrorKind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// `get_entry`, `PutMode::Update` and remove-if-ETag.
+    pub etag: bool,
+    /// `PutMode::Create` (Dapr's first-write).
+    pub create_only: bool,
+    /// Per-key TTL, with the granularity TTLs are rounded up to.
+    pub ttl: Option<Duration>,
+    /// Atomic `transaction`.
+    pub transactions: bool,
+    /// `list_keys`.
+    pub list: bool,
+    /// `watch`.
+    pub watch: bool,
+    /// The largest value the backend takes, in bytes of JSON.
+    pub max_value_bytes: Option<usize>,
+}
+
+/// One optional part of the contract, as named in [`Capabilities`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// Reads with metadata, ETag updates and removes.
+    Etag,
+    /// Create-only writes.
+    CreateOnly,
+    /// Per-key TTL.
+    Ttl,
+    /// Atomic transactions.
+    Transactions,
+    /// Listing keys by prefix.
+    List,
+    /// Watching keys by prefix.
+    Watch,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Capability::Etag => "ETags",
+            Capability::CreateOnly => "create-only writes",
+            Capability::Ttl => "TTL",
+            Capability::Transactions => "transactions",
+            Capability::List => "listing keys",
+            Capability::Watch => "watching keys",
+        })
+    }
+}
+
+/// An opaque version of a stored value, for compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ETag(String);
+
+impl ETag {
+    /// Wraps a backend's version token.
+    pub fn new(tag: impl Into<String>) -> Self {
+        ETag(tag.into())
+    }
+    /// The token as the backend reported it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A value with its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The stored document.
+    pub value: Json,
+    /// Its current version.
+    pub etag: ETag,
+    /// When it expires, if it has a TTL.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// How a write treats an existing value (after object_store's `PutMode`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PutMode {
+    /// Write whatever is there.
+    #[default]
+    Upsert,
+    /// Write only if the key is absent, else [`Conflict`](crate::ErrorKind::Conflict).
+    Create,
+    /// Write only if the current ETag matches, else `Conflict`.
+    Update(ETag),
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PutOptions {
+    /// Upsert, create-only or update-if-ETag.
+    pub mode: PutMode,
+    /// Expire the value after this long (rounded up to the store's
+    /// granularity; zero is an error). `None` removes an earlier TTL.
+    pub ttl: Option<Duration>,
+}
+
+impl PutOptions {
+    /// Create-only.
+    pub fn create() -> Self {
+        PutOptions { mode: PutMode::Create, ttl: None }
+    }
+    /// Update only if the value is still at `etag`.
+    pub fn update(etag: ETag) -> Self {
+        PutOptions { mode: PutMode::Update(etag), ttl: None }
+    }
+    /// Adds a TTL.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// One step of a [`transaction`](StateStore::transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Write `value` under `key`.
+    Put { key: String, value: Json, options: PutOptions },
+    /// Remove `key`, only if its ETag matches when one is given.
+    Remove { key: String, etag: Option<ETag> },
+}
+
+impl Op {
+    /// An unconditional write.
+    pub fn put(key: impl Into<String>, value: Json) -> Self {
+        Op::Put { key: key.into(), value, options: PutOptions::default() }
+    }
+    /// A write with options.
+    pub fn put_with(key: impl Into<String>, value: Json, options: PutOptions) -> Self {
+        Op::Put { key: key.into(), value, options }
+    }
+    /// An unconditional remove.
+    pub fn remove(key: impl Into<String>) -> Self {
+        Op::Remove { key: key.into(), etag: None }
+    }
+    /// A remove conditioned on `etag`.
+    pub fn remove_if(key: impl Into<String>, etag: ETag) -> Self {
+        Op::Remove { key: key.into(), etag: Some(etag) }
+    }
+    /// The key this step touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Remove { key, .. } => key,
+        }
+    }
+    pub(crate) fn key_mut(&mut self) -> &mut String {
+        match self {
+            Op::Put { key, .. } | Op::Remove { key, .. } => key,
+        }
+    }
+}
+
+/// A change seen by [`watch`](StateStore::watch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    /// The key, as the caller names it.
+    pub key: String,
+    /// What happened.
+    pub kind: WatchKind,
+}
+
+/// What happened to a watched key.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum WatchKind {
+    /// A value was written (the ETag when the backend reports it).
+    Set { value: Json, etag: Option<ETag> },
+    /// The value was removed.
+    Removed,
+    /// The value's TTL ran out.
+    Expired,
+}
