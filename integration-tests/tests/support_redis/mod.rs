@@ -1,0 +1,54 @@
+//! Helpers for the Redis test files: stores on the shared fixture server.
+
+#![allow(dead_code)]
+
+pub mod topology;
+
+use std::sync::Arc;
+
+use integration_tests::fixtures;
+use purista_core::{StateStore, StoreConfig};
+use purista_redis_state_store::{RedisStateStore, RedisStoreBuilder};
+
+/// A store on the shared Redis, or `None` when there is none (the fixture
+/// said why).
+pub async fn store(config: StoreConfig) -> Option<Arc<dyn StateStore>> {
+    Some(Arc::new(connect(config).await?))
+}
+
+/// A [`RedisStateStore`] on the shared Redis.
+pub async fn connect(config: StoreConfig) -> Option<RedisStateStore> {
+    let server = fixtures::redis().await?;
+    Some(builder(server.url()).store_config(config).connect().await.expect("connect to the shared redis"))
+}
+
+/// The builder the tests use.
+pub fn builder(url: &str) -> RedisStoreBuilder {
+    RedisStateStore::builder(url)
+}
+
+/// Runs every case of the behaviour suite, one after the other, against
+/// `factory` (for topologies that live only as long as one test).
+pub async fn run_suite(factory: &impl purista_core::testkit::Factory) {
+    purista_core::testkit::run_all(factory).await;
+}
+
+/// What [`factory`]'s closures return.
+pub type StoreFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<Arc<dyn StateStore>>> + Send>>;
+
+/// A factory connecting to `url`; `tag`, when given, goes in front of every
+/// key prefix as a `{hash tag}` so that multi-key transactions stay in one
+/// Cluster slot.
+pub fn factory(url: String, tag: Option<&'static str>) -> impl Fn(StoreConfig) -> StoreFuture + Sync {
+    move |mut config: StoreConfig| {
+        let url = url.clone();
+        if let Some(tag) = tag {
+            config.key_prefix = format!("{{{tag}}}:{}", config.key_prefix);
+        }
+        Box::pin(async move {
+            let store = builder(&url).store_config(config).connect().await.expect("connect");
+            Some(Arc::new(store) as Arc<dyn StateStore>)
+        })
+    }
+}
