@@ -1,0 +1,88 @@
+//! async-nats errors mapped onto `purista_core::Error` kinds, cause kept.
+
+use std::error::Error as StdError;
+
+use async_nats::jetstream::{self, ErrorCode};
+use purista_core::{Error, ErrorKind};
+
+/// PURISTA's message when the server has no JetStream.
+pub const NO_JETSTREAM: &str = "JetStream is not enabled on NATS server";
+
+/// The JetStream API error somewhere in `err`'s source chain.
+pub(crate) fn jetstream_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a jetstream::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(js) = e.downcast_ref::<jetstream::Error>() {
+            return Some(js);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Whether any error in the chain says `needle` (async-nats spells some
+/// conditions only in messages: "timed out", "no responders").
+fn says(err: &(dyn StdError + 'static), needle: &str) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.to_string().to_ascii_lowercase().contains(needle) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The kind of a failure that is not a conflict.
+pub(crate) fn kind_of(err: &(dyn StdError + 'static)) -> ErrorKind {
+    if let Some(js) = jetstream_error(err) {
+        return match js.error_code() {
+            ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => {
+                ErrorKind::Unavailable
+            }
+            ErrorCode::STREAM_WRONG_LAST_SEQUENCE => ErrorKind::Conflict,
+            ErrorCode::ATOMIC_PUBLISH_DISABLED | ErrorCode::MESSAGE_TTL_DISABLED => ErrorKind::Unsupported,
+            _ if js.code() == 503 => ErrorKind::Unavailable,
+            _ if js.code() == 408 => ErrorKind::Timeout,
+            _ => ErrorKind::Backend,
+        };
+    }
+    if says(err, "timed out") || says(err, "timeout") {
+        ErrorKind::Timeout
+    } else if says(err, "no responders")
+        || says(err, "broken pipe")
+        || says(err, "disconnected")
+        || says(err, "connection")
+    {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Backend
+    }
+}
+
+/// Wraps an async-nats error: `what` failed, on `key` if given.
+pub(crate) fn wrap<E>(what: &str, key: Option<&str>, err: E) -> Error
+where
+    E: StdError + Send + Sync + 'static,
+{
+    let kind = match kind_of(&err) {
+        // A conflict is reported by the caller, which knows the key; here it
+        // only arrives through paths that are not compare-and-swap.
+        ErrorKind::Conflict => ErrorKind::Backend,
+        kind => kind,
+    };
+    let message = match kind {
+        ErrorKind::Unavailable if says(&err, "jetstream not enabled") => NO_JETSTREAM.to_owned(),
+        _ => format!("NATS {what} failed"),
+    };
+    let error = Error::new(kind, message).with_source(err);
+    match key {
+        Some(key) => error.with_key(key),
+        None => error,
+    }
+}
+
+/// The server refused a write because the key's revision moved on.
+pub(crate) fn is_wrong_revision(err: &(dyn StdError + 'static)) -> bool {
+    jetstream_error(err).is_some_and(|js| js.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE)
+}

@@ -1,0 +1,1142 @@
+//! PURISTA's state store on a NATS JetStream key-value bucket, through
+//! [`async_nats`] (re-exported).
+//!
+//! [`NatsStateStore`] is a [`purista_core::StateStore`]: values are the JSON
+//! bytes, as PURISTA's TypeScript `NatsStateStore` writes them, in the bucket
+//! `purista-state-store` unless told otherwise (created if missing). On top of
+//! PURISTA it has per-key TTL (nats-server 2.11+), revisions as ETags
+//! (create-only, update-if-revision, remove-if-revision), atomic transactions
+//! (nats-server 2.12+ atomic batch publish), and listing and watching by key
+//! prefix. Any key the contract accepts works, through the reversible mapping
+//! described in [`key`].
+//!
+//! ```no_run
+//! use purista_core::{Service, StateStoreExt};
+//! use purista_nats_state_store::NatsStateStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = NatsStateStore::builder().server("nats://127.0.0.1:4222").connect().await?;
+//!
+//! let service = Service::builder("counter", "1")
+//!     .state_store(store)
+//!     .command("hit", |ctx, page: String| async move {
+//!         let key = format!("hits:{page}");
+//!         let hits = ctx.states.update(&key, None, |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+//!         Ok(hits)
+//!     })
+//!     .build();
+//!
+//! let hits: u64 = service.invoke("hit", &"home").await?;
+//! assert!(hits >= 1);
+//! service.destroy().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Mapping onto JetStream KV
+//!
+//! | contract                   | NATS                                                            |
+//! |----------------------------|-----------------------------------------------------------------|
+//! | value                      | the JSON bytes, as the message payload                          |
+//! | key                        | [`key::encode`]d; `$KV.<bucket>.<encoded key>`                   |
+//! | ETag                       | the entry's revision (stream sequence), in decimal               |
+//! | `PutMode::Create`          | `Nats-Expected-Last-Subject-Sequence: 0` (or the delete marker's) |
+//! | `PutMode::Update(etag)`    | `Nats-Expected-Last-Subject-Sequence: <etag>`                    |
+//! | TTL                        | `Nats-TTL: <seconds>` on the publish, rounded up to whole seconds |
+//! | remove                     | a `DEL` marker, or a purge ([`RemoveMode`])                      |
+//! | transaction                | one atomic batch (`Nats-Batch-Id`, `-Sequence`, `-Commit`)       |
+//! | list, watch                | ordered consumers on `$KV.<bucket>.>` or on whole leading tokens |
+//! | expired (watch)            | the server's delete marker with `Nats-Marker-Reason: MaxAge`     |
+//!
+//! Errors keep the async-nats error as their [`source`](std::error::Error::source);
+//! a server without JetStream gives [`NO_JETSTREAM`] (kind `Unavailable`).
+//! Credentials never appear in errors or `Debug` output.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use async_nats::{
+    Client, ConnectOptions, HeaderMap, HeaderValue, ServerAddr,
+    jetstream::{
+        self,
+        consumer::{DeliverPolicy, ReplayPolicy, push, push::OrderedErrorKind},
+        kv,
+        message::StreamMessage,
+        stream::{DirectGetErrorKind, LastRawMessageErrorKind},
+    },
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use purista_core::{
+    Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result,
+    StoreConfig, WatchEvent, WatchKind, WatchStream, backend::Backend,
+};
+
+pub use async_nats;
+
+mod error;
+pub mod key;
+
+pub use error::NO_JETSTREAM;
+
+/// PURISTA's default bucket name.
+pub const DEFAULT_BUCKET: &str = "purista-state-store";
+
+/// The most messages one atomic batch may hold (nats-server's default limit).
+pub const MAX_TRANSACTION_OPS: usize = 1000;
+
+const KV_OPERATION: &str = "KV-Operation";
+/// Room left for headers when reporting the largest value.
+const HEADER_RESERVE: usize = 512;
+/// The longest mapped key sent: leaves room for `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.`,
+/// a reply inbox and lengths in a 4 KiB protocol line. A contract key of
+/// 1024 bytes maps to at most 3072, plus the mapped key prefix.
+pub const MAX_NATS_KEY_BYTES: usize = 3584;
+/// How long a listing waits for the next key before taking the answer as whole.
+const LIST_IDLE: Duration = Duration::from_secs(2);
+
+/// What [`remove`](purista_core::StateStore::remove) leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RemoveMode {
+    /// A `DEL` marker on top of the key's history (what PURISTA and
+    /// `kv.delete` do): cheap, and earlier revisions stay while the bucket's
+    /// history keeps them.
+    #[default]
+    Delete,
+    /// A `PURGE` marker that rolls up the key's history (`kv.purge`):
+    /// earlier revisions are gone from the server. Transactions always
+    /// write `DEL` markers (rollups are not allowed in atomic batches).
+    Purge,
+}
+
+/// Where the bucket keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Storage {
+    /// On disk (JetStream's default): survives server restarts.
+    #[default]
+    File,
+    /// In memory: lost when the server stops.
+    Memory,
+}
+
+/// Settings used when the store creates its bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSettings {
+    /// Revisions kept per key (1..=64; PURISTA's default 1).
+    pub history: i64,
+    /// Copies in a cluster (1, 3 or 5).
+    pub replicas: usize,
+    /// File or memory storage.
+    pub storage: Storage,
+    /// The largest value in bytes, `None` for the server's limit.
+    pub max_value_size: Option<i32>,
+    /// Allow per-key TTLs (`limit_markers`, nats-server 2.11+); the value is
+    /// how long the server's expiry markers stay (at least 1 s).
+    pub ttl_markers: Option<Duration>,
+    /// Allow atomic batch publishing, for transactions (nats-server 2.12+).
+    pub atomic_publish: bool,
+}
+
+impl Default for BucketSettings {
+    fn default() -> Self {
+        BucketSettings {
+            history: 1,
+            replicas: 1,
+            storage: Storage::File,
+            max_value_size: None,
+            ttl_markers: Some(Duration::from_secs(60)),
+            atomic_publish: true,
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+enum Auth {
+    #[default]
+    None,
+    Token(String),
+    UserPassword(String, String),
+    CredentialsFile(PathBuf),
+}
+
+/// Builds a [`NatsStateStore`]; see [`NatsStateStore::builder`].
+///
+/// `Debug` shows which kind of credentials is set, never the secret itself.
+#[derive(Default)]
+pub struct NatsStateStoreBuilder {
+    servers: Vec<String>,
+    options: Option<ConnectOptions>,
+    client: Option<Client>,
+    auth: Auth,
+    require_tls: bool,
+    root_certificates: Vec<PathBuf>,
+    client_certificate: Option<(PathBuf, PathBuf)>,
+    bucket: Option<String>,
+    settings: BucketSettings,
+    update_bucket: bool,
+    remove_mode: RemoveMode,
+    config: StoreConfig,
+}
+
+impl fmt::Debug for NatsStateStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.auth {
+            Auth::None => "none",
+            Auth::Token(_) => "token",
+            Auth::UserPassword(..) => "user and password",
+            Auth::CredentialsFile(_) => "credentials file",
+        };
+        f.debug_struct("NatsStateStoreBuilder")
+            .field("servers", &self.servers.len())
+            .field("own_options", &self.options.is_some())
+            .field("client", &self.client.is_some())
+            .field("auth", &auth)
+            .field("require_tls", &self.require_tls)
+            .field("bucket", &self.bucket_name())
+            .field("settings", &self.settings)
+            .field("update_bucket", &self.update_bucket)
+            .field("remove_mode", &self.remove_mode)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl NatsStateStoreBuilder {
+    /// Adds a seed server URL (`nats://host:4222`, `tls://...`); call again
+    /// for several. Default: `nats://127.0.0.1:4222`.
+    pub fn server(mut self, url: impl Into<String>) -> Self {
+        self.servers.push(url.into());
+        self
+    }
+    /// Adds several seed server URLs.
+    pub fn servers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
+        self.servers.extend(urls.into_iter().map(Into::into));
+        self
+    }
+    /// Starts from these connection options (timeouts, callbacks, nkeys ...);
+    /// the credential and TLS settings of this builder are applied on top.
+    pub fn connect_options(mut self, options: ConnectOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+    /// Uses a client the application already has (no new connection;
+    /// [`destroy`](purista_core::StateStore::destroy) leaves it open).
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+    /// Authenticates with a token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Auth::Token(token.into());
+        self
+    }
+    /// Authenticates with user and password.
+    pub fn user_and_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Auth::UserPassword(user.into(), password.into());
+        self
+    }
+    /// Authenticates with a `.creds` file (JWT and nkey seed).
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.auth = Auth::CredentialsFile(path.into());
+        self
+    }
+    /// Requires TLS.
+    pub fn require_tls(mut self, on: bool) -> Self {
+        self.require_tls = on;
+        self
+    }
+    /// Trusts the CA certificates in this PEM file.
+    pub fn root_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root_certificates.push(path.into());
+        self
+    }
+    /// Presents this client certificate and key (PEM files).
+    pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_certificate = Some((cert.into(), key.into()));
+        self
+    }
+    /// The bucket (default [`DEFAULT_BUCKET`]); `[a-zA-Z0-9_-]+`.
+    pub fn bucket(mut self, name: impl Into<String>) -> Self {
+        self.bucket = Some(name.into());
+        self
+    }
+    /// Settings for the bucket when it is created.
+    pub fn bucket_settings(mut self, settings: BucketSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+    /// Revisions kept per key, when the bucket is created.
+    pub fn history(mut self, history: i64) -> Self {
+        self.settings.history = history;
+        self
+    }
+    /// Replicas, when the bucket is created.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.settings.replicas = replicas;
+        self
+    }
+    /// File or memory storage, when the bucket is created.
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.settings.storage = storage;
+        self
+    }
+    /// The largest value in bytes, when the bucket is created.
+    pub fn max_value_size(mut self, bytes: i32) -> Self {
+        self.settings.max_value_size = Some(bytes);
+        self
+    }
+    /// Applies the bucket settings to an existing bucket too (by default an
+    /// existing bucket is used as it is).
+    pub fn update_existing_bucket(mut self, on: bool) -> Self {
+        self.update_bucket = on;
+        self
+    }
+    /// Delete marker or purge on remove (default [`RemoveMode::Delete`]).
+    pub fn remove_mode(mut self, mode: RemoveMode) -> Self {
+        self.remove_mode = mode;
+        self
+    }
+    /// The base config (enable switches, key prefix).
+    pub fn store_config(mut self, config: StoreConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    fn bucket_name(&self) -> &str {
+        self.bucket.as_deref().unwrap_or(DEFAULT_BUCKET)
+    }
+
+    async fn connect_client(&mut self) -> Result<(Client, bool)> {
+        if let Some(client) = self.client.take() {
+            return Ok((client, false));
+        }
+        let mut options = self.options.take().unwrap_or_default();
+        options = match std::mem::take(&mut self.auth) {
+            Auth::None => options,
+            Auth::Token(token) => options.token(token),
+            Auth::UserPassword(user, password) => options.user_and_password(user, password),
+            Auth::CredentialsFile(path) => options.credentials_file(&path).await.map_err(|e| {
+                Error::new(ErrorKind::InvalidArgument, "cannot read the NATS credentials file").with_source(e)
+            })?,
+        };
+        if self.require_tls {
+            options = options.require_tls(true);
+        }
+        for path in self.root_certificates.drain(..) {
+            options = options.add_root_certificates(path);
+        }
+        if let Some((cert, key)) = self.client_certificate.take() {
+            options = options.add_client_certificate(cert, key);
+        }
+        let urls = if self.servers.is_empty() {
+            vec!["nats://127.0.0.1:4222".to_owned()]
+        } else {
+            self.servers.clone()
+        };
+        let mut addrs = Vec::with_capacity(urls.len());
+        for url in &urls {
+            // The URL may hold credentials: never put it in the message.
+            let addr: ServerAddr = url.parse().map_err(|e| {
+                Error::new(ErrorKind::InvalidArgument, "a NATS server URL does not parse").with_source(e)
+            })?;
+            addrs.push(addr);
+        }
+        let client = options.connect(addrs).await.map_err(|e| {
+            let kind = match e.kind() {
+                async_nats::ConnectErrorKind::TimedOut => ErrorKind::Timeout,
+                _ => ErrorKind::Unavailable,
+            };
+            Error::new(kind, format!("cannot connect to NATS ({})", e.kind())).with_source(e)
+        })?;
+        Ok((client, true))
+    }
+
+    /// Connects (once, up front), opens or creates the bucket and finds out
+    /// what the server and bucket support.
+    pub async fn connect(mut self) -> Result<NatsStateStore> {
+        let bucket = self.bucket_name().to_owned();
+        let (client, owned) = self.connect_client().await?;
+        let result = open(&client, &bucket, &self.settings, self.update_bucket).await;
+        let (js, kv, ttl_reason, tx_reason) = match result {
+            Ok(opened) => opened,
+            Err(e) => {
+                if owned {
+                    let _ = client.drain().await;
+                }
+                return Err(e);
+            }
+        };
+        let info = &kv.stream.cached_info().config;
+        let max_payload = client.server_info().max_payload;
+        let limit = match info.max_message_size {
+            n if n > 0 => (n as usize).min(max_payload),
+            _ => max_payload,
+        };
+        let caps = Capabilities {
+            etag: true,
+            create_only: true,
+            ttl: ttl_reason.is_none().then_some(Duration::from_secs(1)),
+            transactions: tx_reason.is_none(),
+            list: true,
+            watch: true,
+            max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
+        };
+        for reason in ttl_reason.iter().chain(tx_reason.iter()) {
+            tracing::warn!(bucket = %bucket, "{reason}");
+        }
+        let publish_prefix = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
+        let direct = info.allow_direct;
+        Ok(NatsStateStore {
+            inner: Arc::new(Inner {
+                js,
+                read_prefix: kv.prefix.clone(),
+                publish_prefix,
+                direct,
+                kv,
+                client,
+                owned,
+                bucket,
+                remove_mode: self.remove_mode,
+                caps,
+                ttl_reason,
+                tx_reason,
+            }),
+            config: self.config,
+        })
+    }
+}
+
+/// `(major, minor)` of a server version string such as `2.15.1`.
+fn version(v: &str) -> (u32, u32) {
+    let mut parts = v.trim_start_matches('v').split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+type Opened = (jetstream::Context, kv::Store, Option<String>, Option<String>);
+
+async fn open(client: &Client, bucket: &str, settings: &BucketSettings, update: bool) -> Result<Opened> {
+    let server = client.server_info();
+    if !server.jetstream {
+        return Err(Error::new(ErrorKind::Unavailable, NO_JETSTREAM));
+    }
+    let version = version(&server.version);
+    let js = jetstream::new(client.clone());
+    let config = kv::Config {
+        bucket: bucket.to_owned(),
+        history: settings.history,
+        num_replicas: settings.replicas,
+        storage: match settings.storage {
+            Storage::File => jetstream::stream::StorageType::File,
+            Storage::Memory => jetstream::stream::StorageType::Memory,
+        },
+        max_value_size: settings.max_value_size.unwrap_or(-1),
+        limit_markers: if version >= (2, 11) { settings.ttl_markers } else { None },
+        ..Default::default()
+    };
+    let (mut store, configure) = match js.get_key_value(bucket).await {
+        Ok(_) if update => {
+            let store =
+                js.update_key_value(config).await.map_err(|e| error::wrap("bucket update", None, e))?;
+            (store, true)
+        }
+        Ok(store) => (store, false),
+        Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::InvalidStoreName => {
+            let msg = format!("{bucket:?} is not a usable bucket name ([a-zA-Z0-9_-]+, a KV bucket)");
+            return Err(Error::new(ErrorKind::InvalidArgument, msg).with_source(e));
+        }
+        Err(e) if is_not_found(&e) => {
+            let store =
+                js.create_key_value(config).await.map_err(|e| error::wrap("bucket creation", None, e))?;
+            (store, true)
+        }
+        Err(e) => return Err(error::wrap("bucket lookup", None, e)),
+    };
+    if configure
+        && settings.atomic_publish
+        && version >= (2, 12)
+        && !store.stream.cached_info().config.allow_atomic_publish
+    {
+        let mut config = store.stream.cached_info().config.clone();
+        config.allow_atomic_publish = true;
+        match js.update_stream(&config).await {
+            Ok(_) => {
+                store = js.get_key_value(bucket).await.map_err(|e| error::wrap("bucket lookup", None, e))?;
+            }
+            Err(e) => tracing::warn!(bucket, "cannot switch atomic publish on: {e}"),
+        }
+    }
+    let stream = &store.stream.cached_info().config;
+    let ttl_reason = if version < (2, 11) {
+        Some(format!("per-key TTL needs nats-server 2.11 or later, the server is {}", server.version))
+    } else if !stream.allow_message_ttl {
+        Some(format!(
+            "per-key TTL needs a bucket with per-message TTL allowed (limit_markers); bucket {bucket:?} has it off"
+        ))
+    } else {
+        None
+    };
+    let tx_reason = if version < (2, 12) {
+        Some(format!(
+            "transactions need atomic batch publish, nats-server 2.12 or later; the server is {}",
+            server.version
+        ))
+    } else if !stream.allow_atomic_publish {
+        Some(format!("transactions need atomic batch publish, which bucket {bucket:?} does not allow"))
+    } else {
+        None
+    };
+    Ok((js, store, ttl_reason, tx_reason))
+}
+
+fn is_not_found(e: &jetstream::context::KeyValueError) -> bool {
+    use jetstream::context::{GetStreamError, GetStreamErrorKind};
+    use std::error::Error as _;
+    e.kind() == jetstream::context::KeyValueErrorKind::GetBucket
+        && e.source().and_then(|s| s.downcast_ref::<GetStreamError>()).is_some_and(|s| {
+            matches!(s.kind(), GetStreamErrorKind::JetStream(js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND || js.code() == 404)
+        })
+}
+
+/// A PURISTA state store on a NATS JetStream key-value bucket.
+///
+/// Cheap to clone (clones share the connection). Build it with
+/// [`NatsStateStore::builder`].
+#[derive(Clone)]
+pub struct NatsStateStore {
+    inner: Arc<Inner>,
+    config: StoreConfig,
+}
+
+struct Inner {
+    client: Client,
+    /// Whether the store opened the connection (and closes it on destroy).
+    owned: bool,
+    js: jetstream::Context,
+    kv: kv::Store,
+    /// `$KV.<bucket>.` as stored.
+    read_prefix: String,
+    /// Where writes go (differs from `read_prefix` for mirrors and domains).
+    publish_prefix: String,
+    direct: bool,
+    bucket: String,
+    remove_mode: RemoveMode,
+    caps: Capabilities,
+    ttl_reason: Option<String>,
+    tx_reason: Option<String>,
+}
+
+impl fmt::Debug for NatsStateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("NatsStateStore")
+            .field("bucket", &i.bucket)
+            .field("config", &self.config)
+            .field("remove_mode", &i.remove_mode)
+            .field("capabilities", &i.caps)
+            .finish()
+    }
+}
+
+/// The live state of a key as the server has it.
+enum Current {
+    /// Nothing was ever written (or it is gone entirely).
+    Missing,
+    /// A delete or purge marker, or a value whose TTL ran out, at this revision.
+    Gone(u64),
+    /// A value.
+    Live { value: Bytes, revision: u64, expires_at: Option<SystemTime> },
+}
+
+fn header<K: async_nats::header::IntoHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
+    headers.get(name).map(|v| v.as_str())
+}
+
+/// Whether a message is a marker (removed, purged, expired), and which.
+fn marker(headers: &HeaderMap) -> Option<WatchKind> {
+    if let Some(reason) = header(headers, async_nats::header::NATS_MARKER_REASON) {
+        return Some(if reason == "MaxAge" { WatchKind::Expired } else { WatchKind::Removed });
+    }
+    match header(headers, KV_OPERATION) {
+        Some("DEL") | Some("PURGE") => Some(WatchKind::Removed),
+        _ => None,
+    }
+}
+
+/// Parses a `Nats-TTL` value: whole seconds, or a Go duration (`1h2m3s`, `500ms`).
+fn parse_ttl(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(number * scale);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+fn expiry(headers: &HeaderMap, published: SystemTime) -> Option<SystemTime> {
+    let ttl = parse_ttl(header(headers, async_nats::header::NATS_MESSAGE_TTL)?)?;
+    (!ttl.is_zero()).then(|| published + ttl)
+}
+
+fn classify(headers: &HeaderMap, published: SystemTime, revision: u64, value: Bytes) -> Current {
+    if marker(headers).is_some() {
+        return Current::Gone(revision);
+    }
+    let expires_at = expiry(headers, published);
+    if expires_at.is_some_and(|t| t <= SystemTime::now()) {
+        // The server removes it any moment now; it is already gone for readers.
+        return Current::Gone(revision);
+    }
+    Current::Live { value, revision, expires_at }
+}
+
+/// The mapped key, if it fits in a NATS protocol line: a longer subject would
+/// make the server close the connection (`max_control_line`, 4 KiB by
+/// default), so it is refused before anything is sent.
+fn nats_key(key: &str) -> Result<String> {
+    let encoded = key::encode(key);
+    if encoded.len() > MAX_NATS_KEY_BYTES {
+        let msg = format!(
+            "key is {} bytes once mapped for NATS, at most {MAX_NATS_KEY_BYTES} fit in a subject",
+            encoded.len()
+        );
+        return Err(Error::new(ErrorKind::InvalidKey, msg).with_key(key));
+    }
+    Ok(encoded)
+}
+
+fn parse_etag(key: &str, etag: &ETag) -> Result<u64> {
+    etag.as_str().parse::<u64>().map_err(|_| Error::conflict(key, "etag does not match"))
+}
+
+fn publish_error(key: &str, what: &str, err: jetstream::context::PublishError) -> Error {
+    use jetstream::context::PublishErrorKind as K;
+    match err.kind() {
+        K::WrongLastSequence => Error::conflict(key, "etag does not match").with_source(err),
+        K::MaxPayloadExceeded => Error::new(ErrorKind::InvalidValue, "value is larger than the server takes")
+            .with_key(key)
+            .with_source(err),
+        K::TimedOut => {
+            Error::new(ErrorKind::Timeout, format!("NATS {what} timed out")).with_key(key).with_source(err)
+        }
+        K::BrokenPipe | K::StreamNotFound => {
+            Error::new(ErrorKind::Unavailable, format!("NATS {what} failed")).with_key(key).with_source(err)
+        }
+        _ => error::wrap(what, Some(key), err),
+    }
+}
+
+impl NatsStateStore {
+    /// A builder: servers, credentials, TLS, bucket and its settings.
+    pub fn builder() -> NatsStateStoreBuilder {
+        NatsStateStoreBuilder::default()
+    }
+
+    /// Connects to `url` with defaults (bucket [`DEFAULT_BUCKET`]).
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder().server(url).connect().await
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    /// The connection (shared with the store).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The bucket handle, for what the contract does not cover.
+    pub fn kv(&self) -> &kv::Store {
+        &self.inner.kv
+    }
+
+    /// Why per-key TTL is not available, if it is not.
+    pub fn ttl_unsupported_reason(&self) -> Option<&str> {
+        self.inner.ttl_reason.as_deref()
+    }
+
+    /// Why transactions are not available, if they are not.
+    pub fn transactions_unsupported_reason(&self) -> Option<&str> {
+        self.inner.tx_reason.as_deref()
+    }
+
+    fn subject(&self, nats_key: &str) -> String {
+        format!("{}{nats_key}", self.inner.publish_prefix)
+    }
+
+    /// The last message under a (mapped) key.
+    async fn last(&self, key: &str, nats_key: &str) -> Result<Option<StreamMessage>> {
+        let subject = format!("{}{nats_key}", self.inner.read_prefix);
+        let stream = &self.inner.kv.stream;
+        if self.inner.direct {
+            match stream.direct_get_last_for_subject(subject).await {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+                Err(e) if e.kind() == DirectGetErrorKind::TimedOut => {
+                    Err(Error::new(ErrorKind::Timeout, "NATS get timed out").with_key(key).with_source(e))
+                }
+                Err(e) => Err(error::wrap("get", Some(key), e)),
+            }
+        } else {
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(error::wrap("get", Some(key), e)),
+            }
+        }
+    }
+
+    async fn current(&self, key: &str, nats_key: &str) -> Result<Current> {
+        Ok(match self.last(key, nats_key).await? {
+            None => Current::Missing,
+            Some(m) => classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload),
+        })
+    }
+
+    fn ttl_headers(headers: &mut HeaderMap, ttl: Option<Duration>) {
+        if let Some(ttl) = ttl {
+            // Already rounded up to whole seconds by the core.
+            let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+            headers.insert(async_nats::header::NATS_MESSAGE_TTL, HeaderValue::from(secs));
+        }
+    }
+
+    async fn publish(
+        &self,
+        key: &str,
+        nats_key: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+        what: &str,
+    ) -> Result<u64> {
+        let ack = self
+            .inner
+            .js
+            .publish_with_headers(self.subject(nats_key), headers, payload)
+            .await
+            .map_err(|e| publish_error(key, what, e))?
+            .await
+            .map_err(|e| publish_error(key, what, e))?;
+        Ok(ack.sequence)
+    }
+
+    /// An ordered consumer on the keys that may start with `prefix`.
+    async fn consumer(
+        &self,
+        prefix: &str,
+        deliver_policy: DeliverPolicy,
+        headers_only: bool,
+    ) -> Result<(push::Ordered, u64, String)> {
+        let encoded = key::encode_prefix(prefix);
+        let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
+        let consumer = self
+            .inner
+            .kv
+            .stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.inner.client.new_inbox(),
+                description: Some("purista state store".to_owned()),
+                filter_subject: filter,
+                replay_policy: ReplayPolicy::Instant,
+                deliver_policy,
+                headers_only,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| error::wrap("consumer creation", None, e))?;
+        let pending = consumer.cached_info().num_pending;
+        let messages =
+            consumer.messages().await.map_err(|e| error::wrap("consumer subscription", None, e))?;
+        Ok((messages, pending, encoded))
+    }
+
+    fn store_key(&self, subject: &str, encoded_prefix: &str) -> Option<String> {
+        let nats_key = subject.strip_prefix(&self.inner.read_prefix)?;
+        if !nats_key.starts_with(encoded_prefix) {
+            return None;
+        }
+        let key = key::decode(nats_key);
+        if key.is_none() {
+            tracing::debug!(nats_key, "skipping a key this store did not write");
+        }
+        key
+    }
+}
+
+impl Backend for NatsStateStore {
+    fn store_name(&self) -> &str {
+        "NatsStateStore"
+    }
+
+    fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn with_config(&self, config: StoreConfig) -> Self {
+        NatsStateStore { inner: self.inner.clone(), config }
+    }
+
+    fn supports(&self) -> Capabilities {
+        self.inner.caps
+    }
+
+    fn unsupported_reason(&self, capability: Capability) -> Option<String> {
+        match capability {
+            Capability::Ttl => self.inner.ttl_reason.clone(),
+            Capability::Transactions => self.inner.tx_reason.clone(),
+            _ => None,
+        }
+    }
+
+    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        // Concurrent gets on the one connection: one round trip of latency.
+        let reads = keys.iter().map(|k| async move {
+            Ok(match self.current(k, &nats_key(k)?).await? {
+                Current::Live { value, .. } => Some(Json::from_stored(value)),
+                _ => None,
+            })
+        });
+        futures_util::future::try_join_all(reads).await
+    }
+
+    async fn read_one(&self, key: &str) -> Result<Option<Json>> {
+        Ok(match self.current(key, &nats_key(key)?).await? {
+            Current::Live { value, .. } => Some(Json::from_stored(value)),
+            _ => None,
+        })
+    }
+
+    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+        Ok(match self.current(key, &nats_key(key)?).await? {
+            Current::Live { value, revision, expires_at } => Some(Entry {
+                value: Json::from_stored(value),
+                etag: ETag::new(revision.to_string()),
+                expires_at,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+        let nats_key = nats_key(key)?;
+        let payload = value.into_bytes();
+        let mut headers = HeaderMap::new();
+        Self::ttl_headers(&mut headers, options.ttl);
+        let expected = match &options.mode {
+            PutMode::Upsert => None,
+            PutMode::Update(etag) => Some(parse_etag(key, etag)?),
+            PutMode::Create => Some(0),
+        };
+        let Some(expected) = expected else {
+            let revision = self.publish(key, &nats_key, headers, payload, "put").await?;
+            return Ok(Some(ETag::new(revision.to_string())));
+        };
+        let mut conditional = headers.clone();
+        conditional
+            .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
+        match self.publish(key, &nats_key, conditional, payload.clone(), "put").await {
+            Ok(revision) => Ok(Some(ETag::new(revision.to_string()))),
+            Err(e) if e.kind() == ErrorKind::Conflict && options.mode == PutMode::Create => {
+                // A delete marker or an expired value is no value: create over it,
+                // still guarded by its revision.
+                match self.current(key, &nats_key).await? {
+                    Current::Gone(revision) => {
+                        headers.insert(
+                            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                            HeaderValue::from(revision),
+                        );
+                        let revision =
+                            self.publish(key, &nats_key, headers, payload, "put").await.map_err(|e| {
+                                if e.kind() == ErrorKind::Conflict {
+                                    Error::conflict(key, "key already exists")
+                                } else {
+                                    e
+                                }
+                            })?;
+                        Ok(Some(ETag::new(revision.to_string())))
+                    }
+                    _ => Err(Error::conflict(key, "key already exists")),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+        let nats_key = nats_key(key)?;
+        let mut headers = HeaderMap::new();
+        match self.inner.remove_mode {
+            RemoveMode::Delete => headers.insert(KV_OPERATION, "DEL"),
+            RemoveMode::Purge => {
+                headers.insert(KV_OPERATION, "PURGE");
+                headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+            }
+        }
+        if let Some(etag) = etag {
+            let revision = parse_etag(key, etag)?;
+            headers
+                .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(revision));
+        }
+        self.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop)
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        if let Some(reason) = &self.inner.tx_reason {
+            return Err(Error::unsupported(reason.clone()));
+        }
+        if ops.len() > MAX_TRANSACTION_OPS {
+            let msg =
+                format!("a transaction holds at most {MAX_TRANSACTION_OPS} operations, got {}", ops.len());
+            return Err(Error::new(ErrorKind::InvalidArgument, msg));
+        }
+        // Conditions on a key's first step go to the server as expected
+        // revisions; later steps on the same key are decided here, from what
+        // the earlier steps leave (true: a value, false: none).
+        let mut touched: HashMap<&str, bool> = HashMap::new();
+        let mut creates = Vec::new();
+        for op in &ops {
+            if let Op::Put { key, options, .. } = op
+                && options.mode == PutMode::Create
+                && !touched.contains_key(key.as_str())
+            {
+                creates.push(key.as_str());
+            }
+            touched.insert(op.key(), matches!(op, Op::Put { .. }));
+        }
+        let currents = futures_util::future::try_join_all(creates.iter().map(|k| async move {
+            let current = self.current(k, &nats_key(k)?).await?;
+            Ok::<_, Error>((*k, current))
+        }))
+        .await?;
+        let create_base: HashMap<&str, Current> = currents.into_iter().collect();
+        touched.clear();
+
+        let mut messages = Vec::with_capacity(ops.len());
+        let mut checks: Vec<(&str, u64)> = Vec::new();
+        for op in &ops {
+            let key = op.key();
+            let earlier = touched.get(key).copied();
+            let mut headers = HeaderMap::new();
+            let expected = match (op, earlier) {
+                (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
+                    PutMode::Upsert => None,
+                    PutMode::Create if has_value => return Err(Error::conflict(key, "key already exists")),
+                    PutMode::Create => None,
+                    PutMode::Update(_) => return Err(Error::conflict(key, "etag does not match")),
+                },
+                (Op::Remove { etag: Some(_), .. }, Some(_)) => {
+                    return Err(Error::conflict(key, "etag does not match"));
+                }
+                (Op::Remove { etag: None, .. }, _) => None,
+                (Op::Put { options, .. }, None) => match &options.mode {
+                    PutMode::Upsert => None,
+                    PutMode::Update(etag) => Some(parse_etag(key, etag)?),
+                    PutMode::Create => match create_base.get(key) {
+                        Some(Current::Live { .. }) => return Err(Error::conflict(key, "key already exists")),
+                        Some(Current::Gone(revision)) => Some(*revision),
+                        _ => Some(0),
+                    },
+                },
+                (Op::Remove { etag: Some(etag), .. }, None) => Some(parse_etag(key, etag)?),
+            };
+            if let Some(expected) = expected {
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    HeaderValue::from(expected),
+                );
+                checks.push((key, expected));
+            }
+            let payload = match op {
+                Op::Put { value, options, .. } => {
+                    Self::ttl_headers(&mut headers, options.ttl);
+                    value.clone().into_bytes()
+                }
+                Op::Remove { .. } => {
+                    headers.insert(KV_OPERATION, "DEL");
+                    Bytes::new()
+                }
+            };
+            touched.insert(key, matches!(op, Op::Put { .. }));
+            messages.push((self.subject(&nats_key(key)?), headers, payload));
+        }
+
+        let batch_id = self.inner.client.new_inbox();
+        let batch_id = batch_id.rsplit('.').next().unwrap_or("batch").to_owned();
+        let count = messages.len();
+        let first_key = ops.first().map(Op::key).unwrap_or_default();
+        for (i, (subject, mut headers, payload)) in messages.into_iter().enumerate() {
+            headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
+            headers.insert(async_nats::header::NATS_BATCH_SEQUENCE, HeaderValue::from(i as u64 + 1));
+            if i + 1 < count {
+                // Only the commit is acknowledged; the others go out in order
+                // on the same connection.
+                self.inner
+                    .client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|e| error::wrap("transaction", Some(first_key), e))?;
+                continue;
+            }
+            headers
+                .insert(async_nats::header::NATS_BATCH_COMMIT, async_nats::header::NATS_BATCH_COMMIT_FINAL);
+            let result =
+                async { self.inner.js.publish_with_headers(subject, headers, payload).await?.await }.await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e) if error::is_wrong_revision(&e) => {
+                    // Name the key whose condition failed.
+                    for (key, expected) in &checks {
+                        let now = match self.last(key, &key::encode(key)).await {
+                            Ok(m) => m.map_or(0, |m| m.sequence),
+                            Err(_) => continue,
+                        };
+                        if now != *expected {
+                            return Err(Error::conflict(*key, "etag does not match").with_source(e));
+                        }
+                    }
+                    let key = checks.first().map_or(first_key, |(k, _)| k);
+                    Err(Error::conflict(key, "etag does not match").with_source(e))
+                }
+                Err(e) => Err(match error::kind_of(&e) {
+                    ErrorKind::Unsupported => {
+                        Error::unsupported("the bucket does not allow atomic batch publish").with_source(e)
+                    }
+                    _ => publish_error(first_key, "transaction", e),
+                }),
+            };
+        }
+        Ok(())
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        let (mut messages, pending, encoded) =
+            self.consumer(prefix, DeliverPolicy::LastPerSubject, true).await?;
+        let mut keys = Vec::new();
+        if pending == 0 {
+            return Ok(keys);
+        }
+        loop {
+            let message = match tokio::time::timeout(LIST_IDLE, messages.next()).await {
+                // Entries that expire while the listing runs leave the pending
+                // count stale: silence means everything was delivered.
+                Err(_) | Ok(None) => break,
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(error::wrap("listing", None, e)),
+            };
+            let info = message.info().map_err(|e| {
+                Error::new(ErrorKind::Backend, format!("NATS listing sent a message without metadata: {e}"))
+            })?;
+            let left = info.pending;
+            let published = SystemTime::from(info.published);
+            let sequence = info.stream_sequence;
+            let headers = message.headers.clone().unwrap_or_default();
+            if let Current::Live { .. } = classify(&headers, published, sequence, Bytes::new())
+                && let Some(key) = self.store_key(message.subject.as_str(), &encoded)
+            {
+                keys.push(key);
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
+        let (messages, _, encoded) = self.consumer(prefix, DeliverPolicy::New, false).await?;
+        let store = self.clone();
+        let events = messages.filter_map(move |message| {
+            let out = match message {
+                // The ordered consumer recreates itself after these, from the
+                // last revision it delivered: nothing is lost, nothing to report.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        OrderedErrorKind::MissingHeartbeat | OrderedErrorKind::ConsumerDeleted
+                    ) =>
+                {
+                    tracing::debug!("watch consumer recovering: {e}");
+                    None
+                }
+                Err(e) => Some(Err(error::wrap("watch", None, e))),
+                Ok(message) => {
+                    let headers = message.headers.clone().unwrap_or_default();
+                    store.store_key(message.subject.as_str(), &encoded).map(|key| {
+                        let kind = marker(&headers).unwrap_or_else(|| WatchKind::Set {
+                            value: Json::from_stored(message.payload.clone()),
+                            etag: message.info().ok().map(|i| ETag::new(i.stream_sequence.to_string())),
+                        });
+                        Ok(WatchEvent { key, kind })
+                    })
+                }
+            };
+            std::future::ready(out)
+        });
+        Ok(Box::pin(events))
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.owned {
+            self.inner.client.drain().await.map_err(|e| error::wrap("drain", None, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_values() {
+        assert_eq!(parse_ttl("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_ttl("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_ttl("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_ttl("never"), None);
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version("2.15.1"), (2, 15));
+        assert_eq!(version("v2.11.0-beta"), (2, 11));
+        assert!(version("2.9.25") < (2, 11));
+    }
+
+    #[test]
+    fn builder_debug_hides_secrets() {
+        let b = NatsStateStore::builder()
+            .server("nats://user:hunter2@127.0.0.1:4222")
+            .token("s3cr3t-token")
+            .user_and_password("bob", "hunter2");
+        let debug = format!("{b:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("user and password"));
+    }
+}
