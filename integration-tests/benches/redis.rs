@@ -1,0 +1,46 @@
+//! `RedisStateStore` against fred doing the same GET / SET / MGET, in one run,
+//! on one local server (found by the test fixtures).
+//!
+//! `cargo bench -p integration-tests --bench redis`
+
+mod harness;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fred::prelude::*;
+use harness::Raw;
+use integration_tests::fixtures;
+use purista_redis_state_store::RedisStateStore;
+
+struct Fred(Client);
+
+impl Raw for Fred {
+    async fn get(&self, key: &str) -> Option<Bytes> {
+        self.0.get(key).await.unwrap()
+    }
+    async fn set(&self, key: &str, value: Bytes) {
+        self.0.set::<(), _, _>(key, value, None, None, false).await.unwrap()
+    }
+    async fn get_many(&self, keys: &[String]) -> Vec<Option<Bytes>> {
+        self.0.mget(keys.to_vec()).await.unwrap()
+    }
+}
+
+fn main() {
+    let rt = harness::runtime();
+    let Some(server) = rt.block_on(fixtures::redis()) else {
+        eprintln!("redis bench: no Redis server, nothing measured");
+        return;
+    };
+    let url = server.url().to_string();
+    let (store, raw) = rt.block_on(async {
+        let store = RedisStateStore::connect(&url).await.expect("store");
+        let client = Builder::from_config(Config::from_url(&url).unwrap()).build().unwrap();
+        client.init().await.expect("fred");
+        (store, client)
+    });
+    let mut c = harness::criterion();
+    harness::run(&mut c, &rt, "redis", Arc::new(store), Arc::new(Fred(raw)));
+    c.final_summary();
+}
