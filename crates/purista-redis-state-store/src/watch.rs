@@ -69,6 +69,11 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
             let receivers = (sub.keyspace_event_rx(), sub.message_rx());
             // One PSUBSCRIBE for both patterns: no write falls between them.
             sub.psubscribe(patterns.clone()).await.map_err(|e| store.target().error(e, "PSUBSCRIBE"))?;
+            // fred resolves PSUBSCRIBE without waiting for the server's
+            // confirmation (it drops it); a PING answered on the same
+            // connection proves the server has subscribed, so a write made
+            // once `watch` returns is seen.
+            sub.ping::<Value>(None).await.map_err(|e| store.target().error(e, "PING after PSUBSCRIBE"))?;
             Ok::<_, Error>(receivers)
         };
         match opened.await {
