@@ -97,6 +97,11 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
         value: Json,
         options: &PutOptions,
     ) -> impl Future<Output = Result<Option<ETag>>> + Send;
+    /// An upsert without TTL whose ETag nobody asked for (`set_state`, the
+    /// common write): override when that is cheaper than [`write`](Backend::write).
+    fn upsert(&self, key: &str, value: Json) -> impl Future<Output = Result<()>> + Send {
+        async move { self.write(key, value, &PutOptions::default()).await.map(drop) }
+    }
     /// Deletes `key` (a missing key is fine unless `etag` is given).
     fn delete(&self, key: &str, etag: Option<&ETag>) -> impl Future<Output = Result<()>> + Send;
     /// Applies `ops` atomically; a conflict names its key.
@@ -248,11 +253,11 @@ impl<B: Backend> StateStore for B {
     }
 
     async fn set_state(&self, name: &str, value: Json) -> Result<()> {
-        put(self, name, value, PutOptions::default()).await.map(drop)
+        put(self, name, value, None).await.map(drop)
     }
 
     async fn put(&self, name: &str, value: Json, options: PutOptions) -> Result<Option<ETag>> {
-        put(self, name, value, options).await
+        put(self, name, value, Some(options)).await
     }
 
     async fn remove_state(&self, name: &str) -> Result<()> {
@@ -352,14 +357,27 @@ impl<B: Backend> StateStore for B {
 }
 
 // Shared by `set_state` and `put` (and the remove pair) so that neither goes
-// through a second boxed future.
-async fn put<B: Backend>(b: &B, name: &str, value: Json, mut options: PutOptions) -> Result<Option<ETag>> {
+// through a second boxed future. No options: `set_state`, a plain upsert
+// whose ETag is dropped.
+async fn put<B: Backend>(
+    b: &B,
+    name: &str,
+    value: Json,
+    options: Option<PutOptions>,
+) -> Result<Option<ETag>> {
     traced!(b, "purista.stateStore.setValue", async {
         let config = b.config();
         enabled(config.enable_set, b.store_name(), SET_DISABLED)?;
+        let plain = options.is_none();
+        let mut options = options.unwrap_or_default();
         check_put(b, name, &value, &mut options)?;
         let key = prefixed(&config.key_prefix, name);
-        b.write(&key, value, &options).await.map_err(|e| e.map_key(|k| strip(&config.key_prefix, k)))
+        let written = if plain {
+            b.upsert(&key, value).await.map(|()| None)
+        } else {
+            b.write(&key, value, &options).await
+        };
+        written.map_err(|e| e.map_key(|k| strip(&config.key_prefix, k)))
     })
 }
 

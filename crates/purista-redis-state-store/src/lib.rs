@@ -670,6 +670,14 @@ impl Backend for RedisStateStore {
         Ok(Some(etag))
     }
 
+    async fn upsert(&self, key: &str, value: Json) -> Result<()> {
+        // `set_state`: nobody wants the ETag, so the value is not hashed.
+        if self.values_watched().await {
+            return self.write(key, value, &PutOptions::default()).await.map(drop);
+        }
+        self.set_plain(key, value.into_bytes(), None).await
+    }
+
     async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
         let args = vec![Value::from(etag.map_or("", ETag::as_str)), Value::from(i64::from(self.inner.db))];
         if self.run_write(&DELETE, vec![Key::from(key)], args, applied).await?.as_i64() != Some(1) {

@@ -21,9 +21,18 @@ impl Script {
     }
 }
 
-/// The ETag of a stored value.
+/// The ETag of a stored value: the lowercase hex SHA-1 of its bytes, as the
+/// scripts' `redis.sha1hex` computes it. Hex by hand: `Digest`'s `Display`
+/// costs as much as the hash itself.
 pub(crate) fn etag_of(bytes: &[u8]) -> ETag {
-    ETag::new(sha1_smol::Sha1::from(bytes).digest().to_string())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha1_smol::Sha1::from(bytes).digest().bytes();
+    let mut hex = String::with_capacity(40);
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    ETag::new(hex)
 }
 
 /// The channel every write and remove of this crate publishes on, right
