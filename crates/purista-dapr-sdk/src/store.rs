@@ -31,7 +31,7 @@ use crate::{
     API_TOKEN_HEADER, CONTENT_TYPE_JSON, CONTENT_TYPE_KEY, Concurrency, DaprConfig, TTL_EXPIRE_TIME_KEY,
     TTL_KEY,
     config::normalize_endpoint,
-    error::{from_status, is_etag_mismatch},
+    error::{from_status, is_etag_mismatch, kind_of},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -134,26 +134,33 @@ impl Connection {
         self.client.clone()
     }
 
-    /// Runs one RPC under the request timeout.
+    /// Runs one RPC under the request timeout. The deadline travels as the
+    /// `grpc-timeout` header, which tonic's channel enforces on this side too
+    /// (and the sidecar on its side), so no second timer is set here.
     async fn call<T, F, Fut>(&self, op: &str, key: Option<&str>, rpc: F) -> Result<T>
     where
         F: FnOnce(Client, Duration) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        match tokio::time::timeout(self.timeout, rpc(self.client.clone(), self.timeout)).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(from_status(status, op, key)),
-            Err(_) => {
-                let message = format!(
-                    "dapr {op}: the sidecar at {} did not answer within {:?}",
-                    self.endpoint, self.timeout
-                );
-                let error = Error::new(ErrorKind::Timeout, message);
-                Err(match key {
-                    Some(k) => error.with_key(k),
-                    None => error,
-                })
-            }
+        match rpc(self.client.clone(), self.timeout).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(self.failed(status, op, key)),
+        }
+    }
+
+    /// The error for a failed RPC; a missed deadline names the sidecar and
+    /// the timeout.
+    fn failed(&self, status: Status, op: &str, key: Option<&str>) -> Error {
+        if kind_of(&status) != ErrorKind::Timeout {
+            return from_status(status, op, key);
+        }
+        let message =
+            format!("dapr {op}: the sidecar at {} did not answer within {:?}", self.endpoint, self.timeout);
+        let source = from_status(status, op, key);
+        let error = Error::new(ErrorKind::Timeout, message).with_source(source);
+        match key {
+            Some(k) => error.with_key(k),
+            None => error,
         }
     }
 }
@@ -516,18 +523,13 @@ impl Backend for DaprStateStore {
             operations,
             metadata: HashMap::new(),
         };
-        let status = match tokio::time::timeout(
-            self.conn.timeout,
-            self.conn.client().execute_state_transaction(request(req, self.conn.timeout)),
-        )
-        .await
+        let status = match self.conn.client().execute_state_transaction(request(req, self.conn.timeout)).await
         {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(status)) => status,
-            Err(_) => {
-                let message = format!("dapr transaction: no answer within {:?}", self.conn.timeout);
-                return Err(Error::new(ErrorKind::Timeout, message));
+            Ok(_) => return Ok(()),
+            Err(status) if kind_of(&status) == ErrorKind::Timeout => {
+                return Err(self.conn.failed(status, "transaction", None));
             }
+            Err(status) => status,
         };
         let invalid_etag = status.code() == tonic::Code::InvalidArgument
             && status.message().to_ascii_lowercase().contains("etag");
