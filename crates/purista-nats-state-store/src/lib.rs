@@ -46,6 +46,24 @@
 //! | transaction                | one atomic batch (`Nats-Batch-Id`, `-Sequence`, `-Commit`)       |
 //! | list, watch                | ordered consumers on `$KV.<bucket>.>` or on whole leading tokens |
 //! | expired (watch)            | the server's delete marker with `Nats-Marker-Reason: MaxAge`     |
+//! | `get_state`                | one batched direct get (`multi_last`) per up to 1024 names        |
+//!
+//! # `get_state`: one request, one point in time
+//!
+//! `get_state` sends one JetStream batched direct get (ADR-31 `multi_last`,
+//! nats-server 2.11+) for up to 1024 distinct names, fewer when they are long
+//! (a request stays within the server's max payload). The server answers a
+//! request from one state of the stream, so the names it reads are seen at
+//! one point in time: never one key before a concurrent write and another
+//! after it. More names take several requests, one after the other, each its
+//! own point in time, and so does the rest of an answer the server cut at its
+//! byte limit (`max_pending`, 64 MiB by default). Later requests are not
+//! pinned to the first one's sequence (`up_to_seq`): with history 1, a key
+//! written in between keeps no message at or before that sequence and would
+//! read as missing. With an older server, or a bucket whose stream does not
+//! allow direct gets (decided at connect), names are read one by one,
+//! concurrently, each at its own point in time. Either way each request waits
+//! at most the connection's request timeout (10 s if it has none).
 //!
 //! Errors keep the async-nats error as their [`source`](std::error::Error::source);
 //! a server without JetStream gives [`NO_JETSTREAM`] (kind `Unavailable`).
@@ -78,6 +96,7 @@ use purista_core::{
 
 pub use async_nats;
 
+mod batch_get;
 mod error;
 pub mod key;
 
@@ -98,6 +117,12 @@ const HEADER_RESERVE: usize = 512;
 pub const MAX_NATS_KEY_BYTES: usize = 3584;
 /// How long a listing waits for the next key before taking the answer as whole.
 const LIST_IDLE: Duration = Duration::from_secs(2);
+/// The JetStream API prefix of the store's context (`jetstream::new`: no
+/// domain, no custom prefix); async-nats does not expose it.
+const JS_API: &str = "$JS.API";
+/// A batched get's bound when the connection has no request timeout: it waits
+/// for several messages, so it never waits forever (async-nats's default).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What [`remove`](purista_core::StateStore::remove) leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -392,12 +417,17 @@ impl NatsStateStoreBuilder {
         }
         let publish_prefix = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
         let direct = info.allow_direct;
+        // Decided once: batched direct gets need nats-server 2.11+ and a stream
+        // that allows direct gets; otherwise `get_state` reads key by key.
+        let batch_get = (direct && version(&client.server_info().version) >= (2, 11))
+            .then(|| format!("{JS_API}.DIRECT.GET.{}", kv.stream_name));
         Ok(NatsStateStore {
             inner: Arc::new(Inner {
                 js,
                 read_prefix: kv.prefix.clone(),
                 publish_prefix,
                 direct,
+                batch_get,
                 kv,
                 client,
                 owned,
@@ -525,6 +555,8 @@ struct Inner {
     /// Where writes go (differs from `read_prefix` for mirrors and domains).
     publish_prefix: String,
     direct: bool,
+    /// Where `get_state` sends batched direct gets; `None`: key by key.
+    batch_get: Option<String>,
     bucket: String,
     remove_mode: RemoveMode,
     caps: Capabilities,
@@ -540,6 +572,7 @@ impl fmt::Debug for NatsStateStore {
             .field("config", &self.config)
             .field("remove_mode", &i.remove_mode)
             .field("capabilities", &i.caps)
+            .field("batched_get", &i.batch_get.is_some())
             .finish()
     }
 }
@@ -815,14 +848,33 @@ impl Backend for NatsStateStore {
     }
 
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        // Concurrent gets on the one connection: one round trip of latency.
-        let reads = keys.iter().map(|k| async move {
-            Ok(match self.current(k, &nats_key(k)?).await? {
-                Current::Live { value, .. } => Some(Json::from_stored(value)),
-                _ => None,
+        let Some(api_subject) = &self.inner.batch_get else {
+            // Concurrent gets on the one connection: one round trip of latency.
+            let reads = keys.iter().map(|k| async move {
+                Ok(match self.current(k, &nats_key(k)?).await? {
+                    Current::Live { value, .. } => Some(Json::from_stored(value)),
+                    _ => None,
+                })
+            });
+            return futures_util::future::try_join_all(reads).await;
+        };
+        let subjects = keys
+            .iter()
+            .map(|k| Ok(format!("{}{}", self.inner.read_prefix, nats_key(k)?)))
+            .collect::<Result<Vec<String>>>()?;
+        let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let last = batch_get::last_messages(&self.inner.client, api_subject, &subjects, timeout).await?;
+        Ok(subjects
+            .iter()
+            .map(|s| {
+                let m = last.get(s)?;
+                // The same rule as key by key: markers and run-out TTLs are no value.
+                match classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload.clone()) {
+                    Current::Live { value, .. } => Some(Json::from_stored(value)),
+                    _ => None,
+                }
             })
-        });
-        futures_util::future::try_join_all(reads).await
+            .collect())
     }
 
     async fn read_one(&self, key: &str) -> Result<Option<Json>> {
