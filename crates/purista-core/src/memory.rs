@@ -134,6 +134,24 @@ impl DefaultStateStore {
         self.len() == 0
     }
 
+    /// Writes under the lock; the new version.
+    fn put_value(&self, key: &str, value: Json, options: &PutOptions) -> Result<u64> {
+        let event = (self.shared.events.receiver_count() > 0).then(|| value.clone());
+        let (version, earliest) = {
+            let mut data = self.shared.data.write();
+            data.check_put(key, &options.mode)?;
+            let written = data.put(key, value, options.ttl);
+            if let Some(value) = event {
+                self.emit(key, WatchKind::Set { value, etag: Some(etag(written.0)) });
+            }
+            written
+        };
+        if options.ttl.is_some() {
+            self.wake_reaper(earliest);
+        }
+        Ok(version)
+    }
+
     fn emit(&self, key: &str, kind: WatchKind) {
         // Building the event costs a key copy: skip it when nobody watches.
         if self.shared.events.receiver_count() > 0 {
@@ -316,20 +334,12 @@ impl Backend for DefaultStateStore {
     }
 
     async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
-        let event = (self.shared.events.receiver_count() > 0).then(|| value.clone());
-        let (version, earliest) = {
-            let mut data = self.shared.data.write();
-            data.check_put(key, &options.mode)?;
-            let written = data.put(key, value, options.ttl);
-            if let Some(value) = event {
-                self.emit(key, WatchKind::Set { value, etag: Some(etag(written.0)) });
-            }
-            written
-        };
-        if options.ttl.is_some() {
-            self.wake_reaper(earliest);
-        }
-        Ok(Some(etag(version)))
+        self.put_value(key, value, options).map(|version| Some(etag(version)))
+    }
+
+    async fn upsert(&self, key: &str, value: Json) -> Result<()> {
+        // `set_state` drops the ETag: do not format one.
+        self.put_value(key, value, &PutOptions::default()).map(drop)
     }
 
     async fn delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
