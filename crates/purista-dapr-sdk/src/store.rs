@@ -8,6 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use bytes::Bytes;
 use dapr::dapr::proto::{
     common::v1::{Etag, StateItem, StateOptions},
     runtime::v1::{
@@ -443,18 +444,19 @@ impl Backend for DaprStateStore {
 
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         keys.iter().try_for_each(|k| check_key(k))?;
-        let mut by_key: HashMap<String, _> =
-            self.bulk_get(keys).await?.into_iter().map(|i| (i.key.clone(), i)).collect();
+        // Items moved, not copied: a value becomes `Bytes` once, and a name
+        // asked twice shares it.
+        let by_key: HashMap<String, (String, Bytes)> =
+            self.bulk_get(keys).await?.into_iter().map(|i| (i.key, (i.error, Bytes::from(i.data)))).collect();
         keys.iter()
-            .map(|k| match by_key.get_mut(*k) {
+            .map(|k| match by_key.get(*k) {
                 None => Err(Error::new(ErrorKind::Backend, "dapr bulk get: the sidecar answered no item")
                     .with_key(*k)),
-                Some(item) if !item.error.is_empty() => {
-                    Err(Error::new(ErrorKind::Backend, format!("dapr bulk get: {}", item.error)).with_key(*k))
+                Some((error, _)) if !error.is_empty() => {
+                    Err(Error::new(ErrorKind::Backend, format!("dapr bulk get: {error}")).with_key(*k))
                 }
-                Some(item) if item.data.is_empty() => Ok(None),
-                // Duplicate names share one item: clone rather than take.
-                Some(item) => Ok(Some(Json::from_stored(item.data.clone()))),
+                Some((_, data)) if data.is_empty() => Ok(None),
+                Some((_, data)) => Ok(Some(Json::from_stored(data.clone()))),
             })
             .collect()
     }
