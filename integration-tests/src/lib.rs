@@ -4,3 +4,4 @@
 
 pub mod fixtures;
 pub mod ports;
+pub mod tls;

@@ -1,18 +1,18 @@
 //! Redis over TLS, with a password: a `redis-server` on a TLS-only loopback
-//! port with a certificate from a throwaway CA (made here with the `openssl`
-//! command), the store connected through a fred config that trusts that CA.
-//! The whole behaviour suite runs over it, and a wrong CA or password fails
-//! with a typed error that names the address and never the password.
+//! port with a certificate from a throwaway CA (`integration_tests::tls`),
+//! the store connected through a fred config that trusts that CA. The whole
+//! behaviour suite runs over it, and a wrong CA or password fails with a
+//! typed error that names the address and never the password.
 
 mod support_redis;
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use integration_tests::tls::Certificates;
 use purista_core::{ErrorKind, StateStore, StoreConfig};
 use purista_redis_state_store::{
     RedisStoreBuilder,
@@ -23,7 +23,7 @@ const PASSWORD: &str = "tls-s3cret";
 
 struct TlsServer {
     port: u16,
-    dir: PathBuf,
+    certs: Certificates,
     child: Child,
 }
 
@@ -31,118 +31,39 @@ impl Drop for TlsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn require(what: &str) -> Option<std::convert::Infallible> {
-    let msg = format!("[purista-test] Redis TLS: {what}");
-    if std::env::var("PURISTA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{msg}, and PURISTA_TEST_REQUIRE_SERVICES=1 requires it");
-    }
-    eprintln!("{msg}; skipping");
-    None
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, and a server certificate it signed for `127.0.0.1`.
-fn certificates(dir: &Path, ca: &str) {
-    let subject = format!("/CN={ca}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &subject,
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.crt"),
-        ],
-    );
-    openssl(dir, &["x509", "-in", &format!("{ca}.crt"), "-outform", "DER", "-out", &format!("{ca}.der")]);
 }
 
 impl TlsServer {
     fn start() -> Option<TlsServer> {
-        let found =
-            |bin: &str| Command::new(bin).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-        if found("openssl").is_err() {
-            require("no openssl command on PATH (apt-get install openssl)")?;
-        }
-        let dir = std::env::temp_dir().join(purista_core::testkit::unique("redis-tls"));
-        std::fs::create_dir_all(&dir).unwrap();
-        certificates(&dir, "ca");
-        certificates(&dir, "other-ca");
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        );
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.crt",
-            ],
-        );
+        let certs = Certificates::make()?;
         let port = integration_tests::ports::free_port();
-        let log = std::fs::File::create(dir.join("redis.log")).unwrap();
+        let log = std::fs::File::create(certs.path("redis.log")).unwrap();
         let mut command = Command::new("redis-server");
         command
             .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--tls-cert-file", "server.crt", "--tls-key-file", "server.key"])
             .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
             .args(["--requirepass", PASSWORD, "--save", "", "--appendonly", "no"])
-            .current_dir(&dir)
+            .current_dir(certs.dir())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                let why = format!("cannot start redis-server: {e} (apt-get install redis-server)");
-                return require(&why).map(|never| match never {});
+                let why = format!("[purista-test] Redis TLS: cannot start redis-server: {e}");
+                if std::env::var("PURISTA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                    panic!("{why}, and PURISTA_TEST_REQUIRE_SERVICES=1 requires it");
+                }
+                eprintln!("{why} (apt-get install redis-server); skipping");
+                return None;
             }
         };
-        let mut server = TlsServer { port, dir, child };
+        let mut server = TlsServer { port, certs, child };
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server.dir.join("redis.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(server.certs.path("redis.log")).unwrap_or_default();
                 panic!("redis-server with TLS exited ({status}): {log}");
             }
             assert!(started.elapsed() < Duration::from_secs(20), "redis-server with TLS did not come up");
@@ -154,7 +75,7 @@ impl TlsServer {
     /// A fred config for `rediss://` that trusts the certificates `ca` signed.
     fn config(&self, ca: &str, password: &str) -> Config {
         let mut config = Config::from_url(&format!("rediss://:{password}@127.0.0.1:{}", self.port)).unwrap();
-        let der = std::fs::read(self.dir.join(format!("{ca}.der"))).unwrap();
+        let der = std::fs::read(self.certs.path(&format!("{ca}.der"))).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(rustls::pki_types::CertificateDer::from(der)).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
