@@ -8,7 +8,7 @@ use fred::{
     interfaces::{ClientLike, ClusterInterface, ConfigInterface, EventInterface, PubsubInterface},
     types::{
         KeyspaceEvent, Message, Value,
-        config::{Config, ServerConfig},
+        config::{Config, Server, ServerConfig},
     },
 };
 use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind, WatchStream};
@@ -74,10 +74,11 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
             // connection proves the server has subscribed, so a write made
             // once `watch` returns is seen.
             sub.ping::<Value>(None).await.map_err(|e| store.target().error(e, "PING after PSUBSCRIBE"))?;
-            Ok::<_, Error>(receivers)
+            // Made after the first connection, so it hears only reconnections.
+            Ok::<_, Error>((receivers.0, receivers.1, sub.reconnect_rx()))
         };
         match opened.await {
-            Ok((keyspace, values)) => {
+            Ok((keyspace, values, reconnects)) => {
                 let node = Node {
                     store: store.clone(),
                     db,
@@ -86,7 +87,7 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
                     pending_set: HashMap::new(),
                     pending_del: HashMap::new(),
                 };
-                tokio::spawn(node.pump(sub, keyspace, values));
+                tokio::spawn(node.pump(sub, keyspace, values, reconnects));
             }
             Err(e) => {
                 for s in &started {
@@ -133,11 +134,14 @@ impl Node {
         sub: SubscriberClient,
         mut keyspace: broadcast::Receiver<KeyspaceEvent>,
         mut values: broadcast::Receiver<Message>,
+        mut reconnects: broadcast::Receiver<Server>,
     ) {
         loop {
             let open = tokio::select! {
                 biased;
                 _ = self.tx.closed() => false,
+                // First: what arrives after a reconnection is reported after the gap.
+                r = reconnects.recv() => self.on_reconnect(r).await,
                 m = values.recv() => self.on_value(m).await,
                 e = keyspace.recv() => {
                     // fred hands a script's PUBLISH to `values` before the
@@ -173,6 +177,26 @@ impl Node {
             format!("watcher fell behind: {n} events were dropped"),
         )))
         .await
+    }
+
+    /// Pub/sub keeps nothing for a connection that is gone: say that changes
+    /// may have been missed, so that the watcher can read afresh, and forget
+    /// the notifications still expected from before.
+    async fn on_reconnect(
+        &mut self,
+        server: std::result::Result<Server, broadcast::error::RecvError>,
+    ) -> bool {
+        let server = match server {
+            Ok(server) => server.to_string(),
+            Err(broadcast::error::RecvError::Lagged(_)) => "the server".to_owned(),
+            Err(broadcast::error::RecvError::Closed) => return false,
+        };
+        self.pending_set.clear();
+        self.pending_del.clear();
+        let msg = format!(
+            "watch: the connection to {server} was re-established; changes made while it was down were not seen"
+        );
+        self.send(Err(Error::new(ErrorKind::Unavailable, msg))).await
     }
 
     async fn on_value(&mut self, message: std::result::Result<Message, broadcast::error::RecvError>) -> bool {

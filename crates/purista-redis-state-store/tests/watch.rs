@@ -161,18 +161,25 @@ async fn watch_survives_a_server_restart() {
     server.stop();
     assert!(server.spawn(), "restart");
     // The store reconnects, the watcher re-subscribes (and switches
-    // notifications on again on the fresh server) by itself.
-    let mut seen = None;
+    // notifications on again on the fresh server) by itself, and says that
+    // it may have missed changes meanwhile.
+    let (mut seen, mut gap) = (None, None);
     for i in 0..100 {
         if store.set("r:after", &i).await.is_ok() {
-            let e = tokio::time::timeout(Duration::from_millis(300), events.next()).await;
-            if let Ok(Some(Ok(e))) = e {
-                seen = Some(e);
-                break;
+            match tokio::time::timeout(Duration::from_millis(300), events.next()).await {
+                Ok(Some(Ok(e))) => {
+                    seen = Some(e);
+                    break;
+                }
+                Ok(Some(Err(e))) => gap = Some(e),
+                _ => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let e = seen.expect("events after the restart");
     assert_eq!(e.key, "r:after");
+    let gap = gap.expect("the reconnection is reported before later events");
+    assert_eq!(gap.kind(), purista_core::ErrorKind::Unavailable, "{gap}");
+    assert!(gap.to_string().contains("re-established"), "{gap}");
 }
