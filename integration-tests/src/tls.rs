@@ -20,12 +20,9 @@ impl Certificates {
         let found =
             Command::new("openssl").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
         if found.is_err() {
-            let why = "[purista-test] TLS tests: no openssl command on PATH (apt-get install openssl)";
-            if std::env::var("PURISTA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{why}, and PURISTA_TEST_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("{why}; skipping");
-            return None;
+            return crate::fixtures::unavailable(
+                "TLS tests: no openssl command on PATH (apt-get install openssl)",
+            );
         }
         let dir = std::env::temp_dir().join(purista_core::testkit::unique("purista-tls"));
         std::fs::create_dir_all(&dir).expect("temp dir");

@@ -51,12 +51,8 @@ impl TlsServer {
         let child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                let why = format!("[purista-test] Redis TLS: cannot start redis-server: {e}");
-                if std::env::var("PURISTA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                    panic!("{why}, and PURISTA_TEST_REQUIRE_SERVICES=1 requires it");
-                }
-                eprintln!("{why} (apt-get install redis-server); skipping");
-                return None;
+                let why = format!("Redis TLS: cannot start redis-server: {e} (apt-get install redis-server)");
+                return integration_tests::fixtures::unavailable(&why);
             }
         };
         let mut server = TlsServer { port, certs, child };

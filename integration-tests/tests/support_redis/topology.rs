@@ -6,7 +6,10 @@
 //! `redis-server`/`redis-cli` on `PATH` the tests print why and skip (or fail
 //! when `PURISTA_TEST_REQUIRE_SERVICES=1`).
 
-use integration_tests::ports::{free_port, free_port_with_bus};
+use integration_tests::{
+    fixtures::unavailable,
+    ports::{free_port, free_port_with_bus},
+};
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -31,15 +34,6 @@ impl Drop for Processes {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn skip(what: &str, why: &str) -> Option<std::convert::Infallible> {
-    let msg = format!("[purista-test] {what}: {why}");
-    if std::env::var("PURISTA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("{msg}; skipping");
-    None
 }
 
 fn binaries_present() -> bool {
@@ -166,7 +160,9 @@ impl Cluster {
     /// Starts the cluster and waits until every node reports `cluster_state:ok`.
     pub fn start() -> Option<Cluster> {
         if !binaries_present() {
-            skip("Redis Cluster", "no redis-server/redis-cli on PATH")?;
+            return unavailable(
+                "Redis Cluster: no redis-server/redis-cli on PATH (apt-get install redis-server)",
+            );
         }
         Some(with_retries("Redis Cluster", Self::try_start))
     }
@@ -234,7 +230,9 @@ impl Sentinel {
     /// Starts the three processes and waits until the sentinel knows the replica.
     pub fn start() -> Option<Sentinel> {
         if !binaries_present() {
-            skip("Redis Sentinel", "no redis-server/redis-cli on PATH")?;
+            return unavailable(
+                "Redis Sentinel: no redis-server/redis-cli on PATH (apt-get install redis-server)",
+            );
         }
         Some(with_retries("Redis Sentinel", Self::try_start))
     }
