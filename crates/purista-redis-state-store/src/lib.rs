@@ -485,6 +485,27 @@ impl RedisStateStore {
         Ok(reply)
     }
 
+    /// Writes `bytes` under `mode`: a plain `SET` for an upsert nobody
+    /// watches, else the script that checks the condition and publishes.
+    async fn put_bytes(&self, key: &str, bytes: Bytes, mode: &PutMode, ttl: Option<i64>) -> Result<()> {
+        if *mode == PutMode::Upsert && !self.values_watched().await {
+            return self.set_plain(key, bytes, ttl).await;
+        }
+        let (mode, expected) = script_mode(mode);
+        let args = vec![
+            Value::from(mode),
+            Value::from(expected),
+            Value::from(ttl.map(|t| t.to_string()).unwrap_or_default()),
+            Value::Bytes(bytes),
+            Value::from(i64::from(self.inner.db)),
+        ];
+        if self.run_write(&WRITE, vec![Key::from(key)], args, applied).await?.as_i64() != Some(1) {
+            let why = if mode == "C" { "key already exists" } else { "etag does not match" };
+            return Err(Error::conflict(key, why));
+        }
+        Ok(())
+    }
+
     /// An upsert nobody watches for its value: a plain `SET` (with `PX`).
     async fn set_plain(&self, key: &str, bytes: Bytes, ttl: Option<i64>) -> Result<()> {
         let client = self.inner.pool.next();
@@ -561,6 +582,16 @@ fn to_json(value: Value) -> Option<Json> {
     match value {
         Value::Null => None,
         other => other.into_bytes().map(Json::from_stored),
+    }
+}
+
+/// A write mode as the scripts take it: `P` upsert, `C` create, `U` update
+/// if the ETag (second) matches.
+fn script_mode(mode: &PutMode) -> (&'static str, &str) {
+    match mode {
+        PutMode::Upsert => ("P", ""),
+        PutMode::Create => ("C", ""),
+        PutMode::Update(tag) => ("U", tag.as_str()),
     }
 }
 
@@ -649,36 +680,13 @@ impl Backend for RedisStateStore {
     async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         let bytes: Bytes = value.into_bytes();
         let etag = etag_of(&bytes);
-        let ttl = ttl_ms(options);
-        if options.mode == PutMode::Upsert && !self.values_watched().await {
-            self.set_plain(key, bytes, ttl).await?;
-            return Ok(Some(etag));
-        }
-        let (mode, expected) = match &options.mode {
-            PutMode::Upsert => ("P", ""),
-            PutMode::Create => ("C", ""),
-            PutMode::Update(tag) => ("U", tag.as_str()),
-        };
-        let args = vec![
-            Value::from(mode),
-            Value::from(expected),
-            Value::from(ttl.map(|t| t.to_string()).unwrap_or_default()),
-            Value::Bytes(bytes),
-            Value::from(i64::from(self.inner.db)),
-        ];
-        if self.run_write(&WRITE, vec![Key::from(key)], args, applied).await?.as_i64() != Some(1) {
-            let why = if mode == "C" { "key already exists" } else { "etag does not match" };
-            return Err(Error::conflict(key, why));
-        }
+        self.put_bytes(key, bytes, &options.mode, ttl_ms(options)).await?;
         Ok(Some(etag))
     }
 
     async fn upsert(&self, key: &str, value: Json) -> Result<()> {
         // `set_state`: nobody wants the ETag, so the value is not hashed.
-        if self.values_watched().await {
-            return self.write(key, value, &PutOptions::default()).await.map(drop);
-        }
-        self.set_plain(key, value.into_bytes(), None).await
+        self.put_bytes(key, value.into_bytes(), &PutMode::Upsert, None).await
     }
 
     async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
@@ -710,11 +718,7 @@ impl Backend for RedisStateStore {
             keys.push(Key::from(op.key()));
             let (kind, tag, ttl, value) = match op {
                 Op::Put { value, options, .. } => {
-                    let (kind, tag) = match &options.mode {
-                        PutMode::Upsert => ("P", ""),
-                        PutMode::Create => ("C", ""),
-                        PutMode::Update(t) => ("U", t.as_str()),
-                    };
+                    let (kind, tag) = script_mode(&options.mode);
                     let ttl = ttl_ms(options).map(|t| t.to_string()).unwrap_or_default();
                     (kind, tag, ttl, value.clone().into_bytes())
                 }
