@@ -167,11 +167,11 @@ fn check_put<B: Backend>(b: &B, key: &str, value: &Json, options: &mut PutOption
             format!("value is {} bytes, {} takes at most {max}", value.as_bytes().len(), b.store_name());
         return Err(Error::new(ErrorKind::InvalidValue, msg).with_key(key));
     }
-    match options.mode {
+    match &options.mode {
         PutMode::Create if !caps.create_only => {
             return Err(unsupported(b, Capability::CreateOnly));
         }
-        PutMode::Update(_) if !caps.etag => return Err(unsupported(b, Capability::Etag)),
+        PutMode::Update(etag) => check_etag(b, key, Some(etag))?,
         _ => {}
     }
     if let Some(ttl) = options.ttl {
@@ -185,6 +185,21 @@ fn check_put<B: Backend>(b: &B, key: &str, value: &Json, options: &mut PutOption
         options.ttl = Some(round_up(ttl, granularity));
     }
     Ok(())
+}
+
+/// An ETag condition needs the capability, and an empty ETag matches
+/// nothing: a conflict here, so that no backend can read it as "no condition".
+fn check_etag<B: Backend>(b: &B, key: &str, etag: Option<&ETag>) -> Result<()> {
+    match etag {
+        Some(_) if !b.supports().etag => Err(unsupported(b, Capability::Etag)),
+        Some(etag) if etag.as_str().is_empty() => Err(Error::etag_mismatch(key)),
+        _ => Ok(()),
+    }
+}
+
+/// Errors name the caller's key, without the store's prefix.
+fn unprefix(config: &StoreConfig) -> impl Fn(Error) -> Error + '_ {
+    |e| e.map_key(|k| strip(&config.key_prefix, k))
 }
 
 fn prefixed<'a>(prefix: &str, key: &'a str) -> Cow<'a, str> {
@@ -210,12 +225,13 @@ impl<B: Backend> StateStore for B {
                 return Ok(StateMap::default());
             }
             let values = if config.key_prefix.is_empty() {
-                self.read(names).await?
+                self.read(names).await
             } else {
                 let full: Vec<String> = names.iter().map(|n| join(&config.key_prefix, n)).collect();
                 let keys: Vec<&str> = full.iter().map(String::as_str).collect();
-                self.read(&keys).await?
-            };
+                self.read(&keys).await
+            }
+            .map_err(unprefix(config))?;
             if values.len() != names.len() {
                 let msg = format!(
                     "{} answered {} values for {} keys",
@@ -236,7 +252,7 @@ impl<B: Backend> StateStore for B {
             let config = self.config();
             enabled(config.enable_get, self.store_name(), GET_DISABLED)?;
             validate_key(name)?;
-            self.read_one(&prefixed(&config.key_prefix, name)).await
+            self.read_one(&prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
         })
     }
 
@@ -248,7 +264,7 @@ impl<B: Backend> StateStore for B {
             if !self.supports().etag {
                 return Err(unsupported(self, Capability::Etag));
             }
-            self.read_entry(&prefixed(&config.key_prefix, name)).await
+            self.read_entry(&prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
         })
     }
 
@@ -283,9 +299,7 @@ impl<B: Backend> StateStore for B {
                     Op::Remove { key, etag } => {
                         enabled(config.enable_remove, self.store_name(), REMOVE_DISABLED)?;
                         validate_key(key)?;
-                        if etag.is_some() && !self.supports().etag {
-                            return Err(unsupported(self, Capability::Etag));
-                        }
+                        check_etag(self, key, etag.as_ref())?;
                     }
                 }
                 if !config.key_prefix.is_empty() {
@@ -296,7 +310,7 @@ impl<B: Backend> StateStore for B {
             if ops.is_empty() {
                 return Ok(());
             }
-            self.apply(ops).await.map_err(|e| e.map_key(|k| strip(&config.key_prefix, k)))
+            self.apply(ops).await.map_err(unprefix(config))
         })
     }
 
@@ -311,7 +325,8 @@ impl<B: Backend> StateStore for B {
             let full = join(&config.key_prefix, prefix);
             let mut keys: Vec<String> = self
                 .scan(&full)
-                .await?
+                .await
+                .map_err(unprefix(config))?
                 .into_iter()
                 // Exact prefix semantics, whatever the backend's pattern matching did.
                 .filter(|k| k.starts_with(&full))
@@ -332,13 +347,13 @@ impl<B: Backend> StateStore for B {
                 return Err(unsupported(self, Capability::Watch));
             }
             let full = join(&config.key_prefix, prefix);
-            let stream = self.subscribe(&full).await?;
+            let stream = self.subscribe(&full).await.map_err(unprefix(config))?;
             let key_prefix = config.key_prefix.clone();
             Ok(Box::pin(stream.filter_map(move |event| {
                 let out = match event {
                     Ok(e) if !e.key.starts_with(&full) => None,
                     Ok(e) => Some(Ok(WatchEvent { key: strip(&key_prefix, e.key), kind: e.kind })),
-                    Err(e) => Some(Err(e)),
+                    Err(e) => Some(Err(e.map_key(|k| strip(&key_prefix, k)))),
                 };
                 std::future::ready(out)
             })) as WatchStream)
@@ -377,7 +392,7 @@ async fn put<B: Backend>(
         } else {
             b.write(&key, value, &options).await
         };
-        written.map_err(|e| e.map_key(|k| strip(&config.key_prefix, k)))
+        written.map_err(unprefix(config))
     })
 }
 
@@ -386,11 +401,9 @@ async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()
         let config = b.config();
         enabled(config.enable_remove, b.store_name(), REMOVE_DISABLED)?;
         validate_key(name)?;
-        if etag.is_some() && !b.supports().etag {
-            return Err(unsupported(b, Capability::Etag));
-        }
+        check_etag(b, name, etag)?;
         let key = prefixed(&config.key_prefix, name);
-        b.delete(&key, etag).await.map_err(|e| e.map_key(|k| strip(&config.key_prefix, k)))
+        b.delete(&key, etag).await.map_err(unprefix(config))
     })
 }
 
@@ -407,6 +420,59 @@ fn check_prefix(prefix: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend whose every read fails naming the (prefixed) key it was given.
+    #[derive(Debug, Clone, Default)]
+    struct Failing(StoreConfig);
+
+    impl Backend for Failing {
+        fn store_name(&self) -> &str {
+            "Failing"
+        }
+        fn config(&self) -> &StoreConfig {
+            &self.0
+        }
+        fn with_config(&self, config: StoreConfig) -> Self {
+            Failing(config)
+        }
+        fn supports(&self) -> Capabilities {
+            Capabilities { etag: true, list: true, ..Capabilities::default() }
+        }
+        async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+            Err(Error::new(ErrorKind::InvalidValue, "not JSON").with_key(keys[0]))
+        }
+        async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+            Err(Error::new(ErrorKind::InvalidValue, "not JSON").with_key(key))
+        }
+        async fn write(&self, _: &str, _: Json, _: &PutOptions) -> Result<Option<ETag>> {
+            unreachable!("the empty etag is refused before the backend")
+        }
+        async fn delete(&self, _: &str, _: Option<&ETag>) -> Result<()> {
+            unreachable!("the empty etag is refused before the backend")
+        }
+    }
+
+    #[tokio::test]
+    async fn read_errors_name_the_callers_key() {
+        let store: Arc<dyn StateStore> = Arc::new(Failing::default()).scoped("svc:1:");
+        fn key(r: Result<()>) -> Option<String> {
+            r.expect_err("fails").key().map(str::to_owned)
+        }
+        assert_eq!(key(store.get_value("k").await.map(drop)), Some("k".into()));
+        assert_eq!(key(store.get_entry("k").await.map(drop)), Some("k".into()));
+        assert_eq!(key(store.get_state(&["k"]).await.map(drop)), Some("k".into()));
+    }
+
+    #[tokio::test]
+    async fn an_empty_etag_never_reaches_the_backend() {
+        let store: Arc<dyn StateStore> = Arc::new(Failing::default()).scoped("svc:1:");
+        let empty = ETag::new("");
+        let put = store.put("k", Json::from(serde_json::json!(1)), PutOptions::update(empty.clone())).await;
+        let err = put.expect_err("conflict");
+        assert_eq!((err.kind(), err.key()), (ErrorKind::Conflict, Some("k")));
+        let err = store.remove("k", Some(&empty)).await.expect_err("conflict");
+        assert_eq!((err.kind(), err.key()), (ErrorKind::Conflict, Some("k")));
+    }
 
     #[test]
     fn ttl_rounds_up_never_down() {

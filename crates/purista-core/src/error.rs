@@ -86,6 +86,16 @@ impl Error {
         Error::new(ErrorKind::Conflict, message).with_key(key)
     }
 
+    /// A conflict on `key`: its ETag does not match (or it is missing).
+    pub fn etag_mismatch(key: impl Into<String>) -> Self {
+        Error::conflict(key, "etag does not match")
+    }
+
+    /// A conflict on `key`: a create-only write found a value.
+    pub fn already_exists(key: impl Into<String>) -> Self {
+        Error::conflict(key, "key already exists")
+    }
+
     /// The store lacks a capability.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Unsupported, message)
