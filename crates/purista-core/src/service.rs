@@ -86,6 +86,8 @@ type Handler = Arc<dyn Fn(Context, Json) -> BoxFuture<Result<Json, HandlerError>
 pub struct ServiceBuilder {
     info: ServiceInfo,
     states: Option<Arc<dyn StateStore>>,
+    /// Whether the service owns its store (and so destroys it).
+    owns_store: bool,
     namespaced: bool,
     commands: HashMap<String, Handler>,
 }
@@ -101,14 +103,19 @@ impl fmt::Debug for ServiceBuilder {
 
 impl ServiceBuilder {
     /// Uses `store` for this service's state (the only line that changes
-    /// when switching backends).
-    pub fn state_store(self, store: impl StateStore + 'static) -> Self {
-        self.shared_state_store(Arc::new(store))
+    /// when switching backends). The service owns it: [`Service::destroy`]
+    /// destroys it.
+    pub fn state_store(mut self, store: impl StateStore + 'static) -> Self {
+        self.states = Some(Arc::new(store));
+        self.owns_store = true;
+        self
     }
 
-    /// Uses a store shared with other services.
+    /// Uses a store shared with other services; [`Service::destroy`] leaves
+    /// it open for them (destroy it yourself once every service is done).
     pub fn shared_state_store(mut self, store: Arc<dyn StateStore>) -> Self {
         self.states = Some(store);
+        self.owns_store = false;
         self
     }
 
@@ -143,13 +150,14 @@ impl ServiceBuilder {
 
     /// Finishes the service; with no store given, the in-memory default store.
     pub fn build(self) -> Service {
+        let owns_store = self.owns_store || self.states.is_none();
         let store = self.states.unwrap_or_else(|| Arc::new(DefaultStateStore::new()));
         let states = if self.namespaced {
             store.scoped(&format!("{}:{}:", self.info.name, self.info.version))
         } else {
             store
         };
-        Service { info: Arc::new(self.info), states, commands: self.commands }
+        Service { info: Arc::new(self.info), states, owns_store, commands: self.commands }
     }
 }
 
@@ -157,6 +165,7 @@ impl ServiceBuilder {
 pub struct Service {
     info: Arc<ServiceInfo>,
     states: Arc<dyn StateStore>,
+    owns_store: bool,
     commands: HashMap<String, Handler>,
 }
 
@@ -176,6 +185,7 @@ impl Service {
         ServiceBuilder {
             info: ServiceInfo { name: name.into(), version: version.into() },
             states: None,
+            owns_store: false,
             namespaced: false,
             commands: HashMap::new(),
         }
@@ -206,8 +216,10 @@ impl Service {
         answer.decode().map_err(|e| HandlerError::new(500, e.to_string()))
     }
 
-    /// Stops the service and destroys its state store.
+    /// Stops the service and destroys its state store if the service owns
+    /// it; a store given with [`ServiceBuilder::shared_state_store`] stays
+    /// open for the services that share it.
     pub async fn destroy(self) -> Result<(), Error> {
-        self.states.destroy().await
+        if self.owns_store { self.states.destroy().await } else { Ok(()) }
     }
 }
