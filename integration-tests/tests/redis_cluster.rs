@@ -1,22 +1,12 @@
-//! A real 3-master Redis Cluster on loopback ports: the whole behaviour suite
-//! (keys under one `{hash tag}`, so that multi-key transactions are legal),
-//! then what is specific to Cluster: reads and listings across slots and
-//! nodes, and the hash-slot rule of transactions.
+//! A real 3-master Redis Cluster on loopback ports: what is specific to
+//! Cluster, reads and listings across slots and nodes, and the hash-slot rule
+//! of transactions. (`redis_cluster_suite.rs` runs the behaviour suite.)
 
 mod support_redis;
 
-use purista_core::{ErrorKind, Json, Op, StateStore, StateStoreExt, StoreConfig, testkit::unique};
+use purista_core::{ErrorKind, Json, Op, StateStore, StateStoreExt, testkit::unique};
 use purista_redis_state_store::fred::util::redis_keyslot;
 use support_redis::topology::Cluster;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn behaviour_suite_on_cluster() {
-    let Some(cluster) = Cluster::start() else { return };
-    let factory = support_redis::factory(cluster.url(), Some("suite"));
-    let probe = (factory)(StoreConfig::default()).await.unwrap();
-    drop(probe);
-    support_redis::run_suite(&factory).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_lists_and_transactions_across_slots() {

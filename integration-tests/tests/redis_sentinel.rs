@@ -1,5 +1,5 @@
 //! Redis behind Sentinel (master, replica, one sentinel on loopback ports):
-//! the whole behaviour suite, then a `SENTINEL FAILOVER` during writes: the
+//! a `SENTINEL FAILOVER` during writes: the
 //! store follows the new master by itself, and with its default of waiting
 //! for a replica no acknowledged write is lost. (Without waiting, writes the
 //! old master took between the promotion and the `+switch-master`
@@ -15,13 +15,6 @@ use std::{
 
 use purista_core::{ErrorKind, StateStore, StateStoreExt, testkit::unique};
 use support_redis::topology::{SERVICE, Sentinel, cli};
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn behaviour_suite_through_sentinel() {
-    let Some(sentinel) = Sentinel::start() else { return };
-    let factory = support_redis::factory(sentinel.url(), None);
-    support_redis::run_suite(&factory).await;
-}
 
 /// By default behind Sentinel a write is acknowledged only once the replica
 /// has it: nothing acknowledged is lost when the replica is promoted.

@@ -84,6 +84,20 @@ pub struct Capabilities {
     pub max_value_bytes: Option<usize>,
 }
 
+impl Capabilities {
+    /// Whether the store claims `capability`.
+    pub fn has(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Etag => self.etag,
+            Capability::CreateOnly => self.create_only,
+            Capability::Ttl => self.ttl.is_some(),
+            Capability::Transactions => self.transactions,
+            Capability::List => self.list,
+            Capability::Watch => self.watch,
+        }
+    }
+}
+
 /// One optional part of the contract, as named in [`Capabilities`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -1,10 +1,10 @@
-//! The adapter through the emulator: the core behaviour suite, plus what is
-//! specific to Dapr (token, sidecar starting late or gone, key rules, error
-//! mapping).
+//! The adapter through the emulator: what is specific to Dapr (the behaviour
+//! suite runs in `integration-tests/tests/dapr.rs`):
+//! token, sidecar starting late or gone, key rules, error mapping.
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -34,14 +34,6 @@ fn sidecar() -> &'static Sidecar {
 fn config() -> DaprConfig {
     DaprConfig::default().endpoint(sidecar().endpoint()).api_token(TOKEN)
 }
-
-async fn store(config: StoreConfig) -> Option<Arc<dyn StateStore>> {
-    let store =
-        DaprStateStore::connect(self::config().store_config(config)).await.expect("connect to the emulator");
-    Some(Arc::new(store))
-}
-
-purista_core::behaviour_suite!(store);
 
 #[track_caller]
 fn expect_kind<T: std::fmt::Debug>(result: purista_core::Result<T>, kind: ErrorKind) -> purista_core::Error {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod topology;
 
 use std::sync::Arc;
@@ -27,27 +28,24 @@ pub fn builder(url: &str) -> RedisStoreBuilder {
     RedisStateStore::builder(url)
 }
 
-/// Runs every case of the behaviour suite, one after the other, against
-/// `factory` (for topologies that live only as long as one test).
-pub async fn run_suite(factory: &impl purista_core::testkit::Factory) {
-    purista_core::testkit::run_all(factory).await;
-}
-
 /// What [`factory`]'s closures return.
 pub type StoreFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Option<Arc<dyn StateStore>>> + Send>>;
 
-/// A factory connecting to `url`; `tag`, when given, goes in front of every
-/// key prefix as a `{hash tag}` so that multi-key transactions stay in one
-/// Cluster slot.
-pub fn factory(url: String, tag: Option<&'static str>) -> impl Fn(StoreConfig) -> StoreFuture + Sync {
+/// A factory connecting to `url` (none: the server did not start, and said
+/// why); `tag`, when given, goes in front of every key prefix as a
+/// `{hash tag}` so that multi-key transactions stay in one Cluster slot.
+pub fn factory(
+    url: Option<String>,
+    tag: Option<&'static str>,
+) -> impl Fn(StoreConfig) -> StoreFuture + Sync + Send + 'static {
     move |mut config: StoreConfig| {
         let url = url.clone();
         if let Some(tag) = tag {
             config.key_prefix = format!("{{{tag}}}:{}", config.key_prefix);
         }
         Box::pin(async move {
-            let store = builder(&url).store_config(config).connect().await.expect("connect");
+            let store = builder(&url?).store_config(config).connect().await.expect("connect");
             Some(Arc::new(store) as Arc<dyn StateStore>)
         })
     }

@@ -1,14 +1,18 @@
 //! The behaviour suite every store must pass, written once (feature `testkit`).
 //!
-//! Each case is a plain `pub async fn` taking a [`Factory`] that builds a
-//! store for a given [`StoreConfig`]. A case runs what the store's
-//! [`Capabilities`](crate::Capabilities) claim, and checks that what they do
-//! not claim fails with [`Unsupported`](crate::ErrorKind::Unsupported). Keys
-//! are unique per run, so suites can share one live server and run in
-//! parallel.
+//! Each case is a plain `pub async fn` taking a [`Factory`]; every call of
+//! the factory opens a new instance of the store (its own connection, on the
+//! same data), so cases can drive several instances at once. Cases live one
+//! file per capability, and each is registered with the capabilities it
+//! needs: run as a suite, a case the store does not claim them for is
+//! reported as ignored with the reason, and one case checks that every
+//! unclaimed capability fails with [`Unsupported`](crate::ErrorKind::Unsupported).
+//! Keys are unique per run, so suites can share one live server.
 //!
-//! In a test file, `purista_core::behaviour_suite!(store);` turns every case
-//! into a `#[tokio::test]`; a case can also be run on its own:
+//! A test binary with `harness = false` runs the whole suite, one test per
+//! case, with `purista_core::behaviour_suite!(store);` (or calls
+//! [`main`] from its own `main`, after starting a server); a case can also
+//! be run on its own:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,6 +30,7 @@
 //! ```
 
 mod cases;
+mod runner;
 
 use std::{
     future::Future,
@@ -38,6 +43,7 @@ use std::{
 };
 
 pub use cases::*;
+pub use runner::main;
 
 use crate::{StateStore, StoreConfig};
 
@@ -69,55 +75,16 @@ pub fn unique(name: &str) -> String {
     format!("{name}-{}-{nanos:x}-{n}", std::process::id())
 }
 
-/// Every case, in one place: calls `$crate::$m!` with the prefix tokens and
-/// the case names, so the test generator and [`run_all`] cannot drift apart.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __testkit_cases {
-    ($m:ident { $($pre:tt)* }) => {
-        $crate::$m! { $($pre)*
-            round_trip, null_is_a_value, decode_mismatch_names_the_key, remove, missing_names_are_none,
-            get_state_many, bulk_writes_are_per_key, etag, first_write, transactions, transaction_order,
-            transaction_all_or_nothing, ttl_rejects_bad_values, ttl_expires, ttl_metadata, ttl_removed_by_plain_set,
-            list_keys_by_prefix, watch_prefix, disabled_get, disabled_set, disabled_remove, key_prefix,
-            scoped_store, key_edge_cases, key_limits, concurrent_counter, large_value
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __testkit_run_all {
-    ($factory:ident; $($case:ident),+ $(,)?) => {
-        $(
-            eprintln!("[purista-testkit] {}", stringify!($case));
-            $crate::testkit::$case($factory).await;
-        )+
-    };
-}
-
-/// Runs every case one after another, for a store that lives only as long
-/// as one test (a cluster started for it ...). Prefer [`behaviour_suite!`],
-/// which reports each case as its own test.
-///
-/// [`behaviour_suite!`]: crate::behaviour_suite
-pub async fn run_all(factory: &impl Factory) {
-    crate::__testkit_cases!(__testkit_run_all { factory; });
-}
-
-/// One `#[tokio::test]` per behaviour case, for a factory function
-/// `async fn(StoreConfig) -> Option<Arc<dyn StateStore>>`.
+/// One test per behaviour case, as the `main` of a test binary declared
+/// with `harness = false` (`[[test]] name = "..." harness = false` in
+/// Cargo.toml), for a factory function
+/// `async fn(StoreConfig) -> Option<Arc<dyn StateStore>>`. Cases the store's
+/// capabilities exclude are reported as ignored, with the reason on stderr.
 #[macro_export]
 macro_rules! behaviour_suite {
     ($factory:path) => {
-        $crate::__testkit_cases!(behaviour_suite { @cases $factory; });
-    };
-    (@cases $factory:path; $($case:ident),+ $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::testkit::$case(&$factory).await
-            }
-        )+
+        fn main() -> ::std::process::ExitCode {
+            $crate::testkit::main($factory)
+        }
     };
 }

@@ -1,0 +1,75 @@
+//! The cases, one file per capability, and the one table that registers
+//! each with the capabilities it needs (what the runner skips it without).
+
+mod basic;
+mod capabilities;
+mod config;
+mod etag;
+mod instances;
+mod keys;
+mod list;
+mod support;
+mod transactions;
+mod ttl;
+
+use std::{future::Future, pin::Pin};
+
+pub use self::{
+    basic::*, capabilities::*, config::*, etag::*, instances::*, keys::*, list::*, transactions::*, ttl::*,
+};
+use super::Factory;
+use crate::Capability;
+
+/// A case's future (not `Send`: the runner drives it with `block_on`).
+pub(crate) type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// One registered case.
+pub(crate) struct Case<F> {
+    pub name: &'static str,
+    /// The file it lives in: basic, etag, ttl ...
+    pub group: &'static str,
+    /// What the store must claim for the case to run; otherwise it is skipped.
+    pub needs: &'static [Capability],
+    pub run: for<'a> fn(&'a F) -> CaseFuture<'a>,
+}
+
+macro_rules! table {
+    ($($group:ident { $($case:ident [$($cap:ident),*]),+ $(,)? })+) => {
+        /// Every case, in one place.
+        pub(crate) fn table<F: Factory>() -> Vec<Case<F>> {
+            vec![$($(Case {
+                name: stringify!($case),
+                group: stringify!($group),
+                needs: &[$(Capability::$cap),*],
+                run: |f| Box::pin($group::$case(f)),
+            },)+)+]
+        }
+    };
+}
+
+table! {
+    basic {
+        round_trip [], null_is_a_value [], decode_mismatch_names_the_key [], remove [],
+        missing_names_are_none [], get_state_many [], large_value [],
+    }
+    capabilities { unclaimed_capabilities_are_unsupported [] }
+    config { disabled_get [], disabled_set [], disabled_remove [], key_prefix [], scoped_store [] }
+    keys { key_edge_cases [], key_limits [] }
+    etag {
+        etag [Etag], empty_etag_is_a_conflict [Etag], bulk_writes_are_per_key [Etag],
+        first_write [CreateOnly], concurrent_counter [Etag, CreateOnly],
+    }
+    transactions {
+        transactions [Transactions], transaction_order [Transactions],
+        transaction_all_or_nothing [Transactions, Etag],
+    }
+    ttl {
+        ttl_rejects_bad_values [Ttl], ttl_expires [Ttl], ttl_metadata [Ttl, Etag],
+        ttl_removed_by_plain_set [Ttl],
+    }
+    list { list_keys_by_prefix [List], watch_prefix [Watch] }
+    instances {
+        instances_share_state [], many_instances_connect_at_once [],
+        service_destroy_keeps_shared_store [], destroy_keeps_other_handles [],
+    }
+}

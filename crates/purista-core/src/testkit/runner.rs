@@ -1,0 +1,61 @@
+//! The suite as a test binary of its own (`harness = false`): one test per
+//! case, and a case the store's capabilities exclude is reported as
+//! ignored, with the reason, never as passed.
+
+use std::{process::ExitCode, sync::Arc};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use super::{Factory, cases};
+use crate::{Capabilities, Capability, StoreConfig};
+
+/// Runs every case against `factory` as its own test, and returns the exit
+/// code of the run. What `behaviour_suite!` expands to; call it from a
+/// `main` of your own to start a server (a cluster ...) first.
+pub fn main<F: Factory + Send + 'static>(factory: F) -> ExitCode {
+    let args = Arguments::from_args();
+    let factory = Arc::new(factory);
+    // One store, to learn what it claims; the fixture says loudly why it has none.
+    let probe = runtime().block_on(async {
+        let store = factory.store(StoreConfig::default()).await?;
+        Some((store.name().to_owned(), store.capabilities()))
+    });
+    let trials = cases::table::<F>()
+        .into_iter()
+        .map(|case| {
+            let skip = match &probe {
+                None => Some("no server for this store (see the message above)".to_owned()),
+                Some((name, caps)) => {
+                    missing(*caps, case.needs).map(|cap| format!("{name} does not support {cap}"))
+                }
+            };
+            if let Some(why) = &skip {
+                eprintln!("[purista-testkit] SKIPPED {}: {why}", case.name);
+            }
+            let ignored = skip.is_some();
+            let factory = factory.clone();
+            let trial = Trial::test(case.name, move || match skip {
+                Some(why) => Err(Failed::from(format!("cannot run: {why}"))),
+                None => {
+                    runtime().block_on((case.run)(&factory));
+                    Ok(())
+                }
+            });
+            trial.with_kind(case.group).with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// The first capability in `needs` the store does not claim.
+fn missing(caps: Capabilities, needs: &[Capability]) -> Option<Capability> {
+    needs.iter().copied().find(|&cap| !caps.has(cap))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("cannot build a Tokio runtime for the suite")
+}

@@ -1,0 +1,18 @@
+//! The behaviour suite on a real 3-master Redis Cluster on loopback ports,
+//! keys under one `{hash tag}` so that multi-key transactions are legal.
+
+mod support_redis;
+
+use std::process::ExitCode;
+
+use support_redis::topology::Cluster;
+
+fn main() -> ExitCode {
+    let cluster = Cluster::start();
+    let code = purista_core::testkit::main(support_redis::factory(
+        cluster.as_ref().map(Cluster::url),
+        Some("suite"),
+    ));
+    drop(cluster);
+    code
+}
