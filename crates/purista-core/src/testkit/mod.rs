@@ -26,6 +26,8 @@
 //! ```
 
 mod cases;
+mod concurrency;
+pub mod linearizability;
 
 use std::{
     future::Future,
@@ -38,6 +40,7 @@ use std::{
 };
 
 pub use cases::*;
+pub use concurrency::{Mix, Report, Workload, bank, bank_with, linearizable, linearizable_with};
 
 use crate::{StateStore, StoreConfig};
 
