@@ -30,6 +30,8 @@
 //! ```
 
 mod cases;
+mod concurrency;
+pub mod linearizability;
 mod runner;
 
 use std::{
@@ -43,6 +45,7 @@ use std::{
 };
 
 pub use cases::*;
+pub use concurrency::{Mix, Report, Workload, bank, bank_with, linearizable, linearizable_with};
 pub use runner::main;
 
 use crate::{StateStore, StoreConfig};

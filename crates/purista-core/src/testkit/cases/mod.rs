@@ -17,7 +17,7 @@ use std::{future::Future, pin::Pin};
 pub use self::{
     basic::*, capabilities::*, config::*, etag::*, instances::*, keys::*, list::*, transactions::*, ttl::*,
 };
-use super::Factory;
+use super::{Factory, concurrency};
 use crate::Capability;
 
 /// A case's future (not `Send`: the runner drives it with `block_on`).
@@ -72,4 +72,5 @@ table! {
         instances_share_state [], many_instances_connect_at_once [],
         service_destroy_keeps_shared_store [], destroy_keeps_other_handles [],
     }
+    concurrency { linearizable [Etag, CreateOnly], bank [Etag, Transactions] }
 }

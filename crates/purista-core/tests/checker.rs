@@ -1,0 +1,161 @@
+//! The concurrency checks on the reference store, and on a store broken on
+//! purpose, which they must catch.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use purista_core::{
+    Capabilities, DefaultStateStore, ETag, Entry, ErrorKind, Json, Op, PutMode, PutOptions, Result,
+    StateStore, StoreConfig, WatchStream,
+    backend::Backend,
+    testkit::{self, Mix, Workload},
+};
+
+/// Another handle on one memory store per factory.
+fn memory() -> impl Fn(StoreConfig) -> std::future::Ready<Option<Arc<dyn StateStore>>> + Sync {
+    let shared = DefaultStateStore::new();
+    move |config| std::future::ready(Some(Arc::new(shared.reconfigured(config)) as Arc<dyn StateStore>))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_is_linearizable() {
+    testkit::linearizable(&memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_the_bank_total() {
+    testkit::bank(&memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_is_linearizable_under_a_heavier_workload() {
+    let workload = Workload { instances: 8, keys: 4, ops_per_client: 300, ..Workload::default() };
+    let report = testkit::linearizable_with(&memory(), workload, async {}).await;
+    report.assert_passed();
+    assert!(report.conflicts > 0 && report.ops >= 8 * 300, "{report}");
+}
+
+/// A store that forgets its ETag check now and then: every `every`th
+/// update- or remove-if-ETag that the memory store refuses goes through
+/// anyway. It also counts writes.
+#[derive(Debug, Clone)]
+struct Forgetful {
+    inner: DefaultStateStore,
+    every: Option<u64>,
+    refused: Arc<AtomicU64>,
+    forgot: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+}
+
+impl Forgetful {
+    fn new(every: Option<u64>) -> Self {
+        let (refused, forgot, writes) = Default::default();
+        Forgetful { inner: DefaultStateStore::new(), every, refused, forgot, writes }
+    }
+
+    /// A factory of handles on this store.
+    fn factory(&self) -> impl Fn(StoreConfig) -> std::future::Ready<Option<Arc<dyn StateStore>>> + Sync {
+        let store = self.clone();
+        move |config| std::future::ready(Some(Arc::new(store.with_config(config)) as Arc<dyn StateStore>))
+    }
+
+    /// Whether to let this refused write through.
+    fn forget(&self) -> bool {
+        let Some(every) = self.every else { return false };
+        let forget = self.refused.fetch_add(1, Ordering::Relaxed) % every == every - 1;
+        if forget {
+            self.forgot.fetch_add(1, Ordering::Relaxed);
+        }
+        forget
+    }
+}
+
+impl Backend for Forgetful {
+    fn store_name(&self) -> &str {
+        "Forgetful"
+    }
+    fn config(&self) -> &StoreConfig {
+        Backend::config(&self.inner)
+    }
+    fn with_config(&self, config: StoreConfig) -> Self {
+        Forgetful { inner: self.inner.reconfigured(config), ..self.clone() }
+    }
+    fn supports(&self) -> Capabilities {
+        self.inner.supports()
+    }
+    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        self.inner.read(keys).await
+    }
+    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.inner.read_entry(key).await
+    }
+    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        match Backend::write(&self.inner, key, value.clone(), options).await {
+            Err(e) if e.kind() == ErrorKind::Conflict && matches!(options.mode, PutMode::Update(_)) => {
+                if !self.forget() {
+                    return Err(e);
+                }
+                let upsert = PutOptions { mode: PutMode::Upsert, ttl: options.ttl };
+                Backend::write(&self.inner, key, value, &upsert).await
+            }
+            written => written,
+        }
+    }
+    async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+        match Backend::delete(&self.inner, key, etag).await {
+            Err(e) if e.kind() == ErrorKind::Conflict && self.forget() => {
+                Backend::delete(&self.inner, key, None).await
+            }
+            deleted => deleted,
+        }
+    }
+    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        self.inner.apply(ops).await
+    }
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.scan(prefix).await
+    }
+    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
+        self.inner.subscribe(prefix).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_forgets_one_etag_check_in_a_hundred_is_caught() {
+    let store = Forgetful::new(Some(100));
+    // Mostly conditional writes, so that a few hundred are refused.
+    let mix = Mix { get: 2, get_state: 1, upsert: 1, create: 1, update: 4, remove: 0, remove_if: 2 };
+    let workload = Workload { instances: 6, keys: 3, ops_per_client: 200, mix, ..Workload::default() };
+    let report = testkit::linearizable_with(&store.factory(), workload, async {}).await;
+    let forgot = store.forgot.load(Ordering::Relaxed);
+    assert!(forgot >= 2, "the workload reached the broken path {forgot} times: {report}");
+    let violation = report.violation.as_deref().expect("the forgotten ETag checks are caught");
+    assert!(violation.contains("not linearizable"), "{violation}");
+    eprintln!("caught, as expected ({forgot} forgotten checks):\n{violation}");
+}
+
+/// The fault runs alongside the clients, who go on until it ends: here it
+/// ends only once they wrote far more than their share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_run_until_the_fault_is_over() {
+    let store = Forgetful::new(None);
+    let workload = Workload { instances: 2, ops_per_client: 5, ..Workload::default() };
+    let writes = store.writes.clone();
+    let fault = async move {
+        for _ in 0..6000 {
+            if writes.load(Ordering::Relaxed) >= 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let report = testkit::linearizable_with(&store.factory(), workload, fault).await;
+    report.assert_passed();
+    assert!(store.writes.load(Ordering::Relaxed) >= 200, "clients stopped while the fault ran: {report}");
+}
