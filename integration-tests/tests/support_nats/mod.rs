@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::sync::{Arc, OnceLock};
 
 use purista_core::{StateStore, StoreConfig, testkit::unique};
