@@ -42,9 +42,10 @@
 //! | `PutMode::Create`          | `Nats-Expected-Last-Subject-Sequence: 0` (or the delete marker's) |
 //! | `PutMode::Update(etag)`    | `Nats-Expected-Last-Subject-Sequence: <etag>`                    |
 //! | TTL                        | `Nats-TTL: <seconds>` on the publish, rounded up to whole seconds |
-//! | remove                     | a `DEL` marker, or a purge ([`RemoveMode`])                      |
+//! | remove                     | a `DEL` marker, or a purge ([`RemoveMode`]); nothing if no value |
 //! | transaction                | one atomic batch (`Nats-Batch-Id`, `-Sequence`, `-Commit`)       |
-//! | list, watch                | ordered consumers on `$KV.<bucket>.>` or on whole leading tokens |
+//! | list                       | an ephemeral pull consumer, `no_wait` batches, headers only      |
+//! | watch                      | an ordered consumer on `$KV.<bucket>.>` or whole leading tokens   |
 //! | expired (watch)            | the server's delete marker with `Nats-Marker-Reason: MaxAge`     |
 //! | `get_state`                | one batched direct get (`multi_last`) per up to 1024 names        |
 //!
