@@ -42,9 +42,10 @@
 //! | `PutMode::Create`          | `Nats-Expected-Last-Subject-Sequence: 0` (or the delete marker's) |
 //! | `PutMode::Update(etag)`    | `Nats-Expected-Last-Subject-Sequence: <etag>`                    |
 //! | TTL                        | `Nats-TTL: <seconds>` on the publish, rounded up to whole seconds |
-//! | remove                     | a `DEL` marker, or a purge ([`RemoveMode`])                      |
+//! | remove                     | a `DEL` marker, or a purge ([`RemoveMode`]); nothing if no value |
 //! | transaction                | one atomic batch (`Nats-Batch-Id`, `-Sequence`, `-Commit`)       |
-//! | list, watch                | ordered consumers on `$KV.<bucket>.>` or on whole leading tokens |
+//! | list                       | an ephemeral pull consumer, `no_wait` batches, headers only      |
+//! | watch                      | an ordered consumer on `$KV.<bucket>.>` or whole leading tokens   |
 //! | expired (watch)            | the server's delete marker with `Nats-Marker-Reason: MaxAge`     |
 //! | `get_state`                | one batched direct get (`multi_last`) per up to 1024 names        |
 //!
@@ -73,7 +74,10 @@ use std::{
     collections::HashMap,
     fmt,
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -97,8 +101,10 @@ use purista_core::{
 pub use async_nats;
 
 mod batch_get;
+mod bucket;
 mod error;
 pub mod key;
+mod list;
 
 pub use error::NO_JETSTREAM;
 
@@ -115,8 +121,9 @@ const HEADER_RESERVE: usize = 512;
 /// a reply inbox and lengths in a 4 KiB protocol line. A contract key of
 /// 1024 bytes maps to at most 3072, plus the mapped key prefix.
 pub const MAX_NATS_KEY_BYTES: usize = 3584;
-/// How long a listing waits for the next key before taking the answer as whole.
-const LIST_IDLE: Duration = Duration::from_secs(2);
+/// How often a remove re-reads a key that writers keep changing, before it
+/// removes without a condition.
+const REMOVE_ATTEMPTS: usize = 3;
 /// The JetStream API prefix of the store's context (`jetstream::new`: no
 /// domain, no custom prefix); async-nats does not expose it.
 const JS_API: &str = "$JS.API";
@@ -204,6 +211,7 @@ pub struct NatsStateStoreBuilder {
     client_certificate: Option<(PathBuf, PathBuf)>,
     bucket: Option<String>,
     settings: BucketSettings,
+    chosen: bucket::Chosen,
     update_bucket: bool,
     remove_mode: RemoveMode,
     config: StoreConfig,
@@ -291,19 +299,24 @@ impl NatsStateStoreBuilder {
         self.bucket = Some(name.into());
         self
     }
-    /// Settings for the bucket when it is created.
+    /// Settings for the bucket when it is created (with
+    /// [`update_existing_bucket`](Self::update_existing_bucket), all of them
+    /// count as chosen).
     pub fn bucket_settings(mut self, settings: BucketSettings) -> Self {
         self.settings = settings;
+        self.chosen = bucket::Chosen::ALL;
         self
     }
     /// Revisions kept per key, when the bucket is created.
     pub fn history(mut self, history: i64) -> Self {
         self.settings.history = history;
+        self.chosen.history = true;
         self
     }
     /// Replicas, when the bucket is created.
     pub fn replicas(mut self, replicas: usize) -> Self {
         self.settings.replicas = replicas;
+        self.chosen.replicas = true;
         self
     }
     /// File or memory storage, when the bucket is created.
@@ -314,10 +327,15 @@ impl NatsStateStoreBuilder {
     /// The largest value in bytes, when the bucket is created.
     pub fn max_value_size(mut self, bytes: i32) -> Self {
         self.settings.max_value_size = Some(bytes);
+        self.chosen.max_value_size = true;
         self
     }
-    /// Applies the bucket settings to an existing bucket too (by default an
-    /// existing bucket is used as it is).
+    /// Updates an existing bucket too (by default it is used as it is):
+    /// switches per-key TTL and atomic publish on, and applies the settings
+    /// chosen on this builder ([`history`](Self::history),
+    /// [`replicas`](Self::replicas), [`max_value_size`](Self::max_value_size),
+    /// or all of [`bucket_settings`](Self::bucket_settings)). Whatever was not
+    /// chosen stays as the bucket has it; storage never changes.
     pub fn update_existing_bucket(mut self, on: bool) -> Self {
         self.update_bucket = on;
         self
@@ -387,8 +405,8 @@ impl NatsStateStoreBuilder {
     pub async fn connect(mut self) -> Result<NatsStateStore> {
         let bucket = self.bucket_name().to_owned();
         let (client, owned) = self.connect_client().await?;
-        let result = open(&client, &bucket, &self.settings, self.update_bucket).await;
-        let (js, kv, ttl_reason, tx_reason) = match result {
+        let result = bucket::open(&client, &bucket, &self.settings, self.chosen, self.update_bucket).await;
+        let bucket::Opened { js, kv, ttl_reason, tx_reason } = match result {
             Ok(opened) => opened,
             Err(e) => {
                 if owned {
@@ -421,8 +439,13 @@ impl NatsStateStoreBuilder {
         // that allows direct gets; otherwise `get_state` reads key by key.
         let batch_get = (direct && version(&client.server_info().version) >= (2, 11))
             .then(|| format!("{JS_API}.DIRECT.GET.{}", kv.stream_name));
+        let history = info.max_messages_per_subject;
+        let marker_ttl = bucket::marker_ttl(&kv);
         Ok(NatsStateStore {
             inner: Arc::new(Inner {
+                handles: AtomicUsize::new(1),
+                history,
+                marker_ttl,
                 js,
                 read_prefix: kv.prefix.clone(),
                 publish_prefix,
@@ -438,6 +461,7 @@ impl NatsStateStoreBuilder {
                 tx_reason,
             }),
             config: self.config,
+            released: AtomicBool::new(false),
         })
     }
 }
@@ -448,106 +472,45 @@ fn version(v: &str) -> (u32, u32) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
-type Opened = (jetstream::Context, kv::Store, Option<String>, Option<String>);
-
-async fn open(client: &Client, bucket: &str, settings: &BucketSettings, update: bool) -> Result<Opened> {
-    let server = client.server_info();
-    if !server.jetstream {
-        return Err(Error::new(ErrorKind::Unavailable, NO_JETSTREAM));
-    }
-    let version = version(&server.version);
-    let js = jetstream::new(client.clone());
-    let config = kv::Config {
-        bucket: bucket.to_owned(),
-        history: settings.history,
-        num_replicas: settings.replicas,
-        storage: match settings.storage {
-            Storage::File => jetstream::stream::StorageType::File,
-            Storage::Memory => jetstream::stream::StorageType::Memory,
-        },
-        max_value_size: settings.max_value_size.unwrap_or(-1),
-        limit_markers: if version >= (2, 11) { settings.ttl_markers } else { None },
-        ..Default::default()
-    };
-    let (mut store, configure) = match js.get_key_value(bucket).await {
-        Ok(_) if update => {
-            let store =
-                js.update_key_value(config).await.map_err(|e| error::wrap("bucket update", None, e))?;
-            (store, true)
-        }
-        Ok(store) => (store, false),
-        Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::InvalidStoreName => {
-            let msg = format!("{bucket:?} is not a usable bucket name ([a-zA-Z0-9_-]+, a KV bucket)");
-            return Err(Error::new(ErrorKind::InvalidArgument, msg).with_source(e));
-        }
-        Err(e) if is_not_found(&e) => {
-            let store =
-                js.create_key_value(config).await.map_err(|e| error::wrap("bucket creation", None, e))?;
-            (store, true)
-        }
-        Err(e) => return Err(error::wrap("bucket lookup", None, e)),
-    };
-    if configure
-        && settings.atomic_publish
-        && version >= (2, 12)
-        && !store.stream.cached_info().config.allow_atomic_publish
-    {
-        let mut config = store.stream.cached_info().config.clone();
-        config.allow_atomic_publish = true;
-        match js.update_stream(&config).await {
-            Ok(_) => {
-                store = js.get_key_value(bucket).await.map_err(|e| error::wrap("bucket lookup", None, e))?;
-            }
-            Err(e) => tracing::warn!(bucket, "cannot switch atomic publish on: {e}"),
-        }
-    }
-    let stream = &store.stream.cached_info().config;
-    let ttl_reason = if version < (2, 11) {
-        Some(format!("per-key TTL needs nats-server 2.11 or later, the server is {}", server.version))
-    } else if !stream.allow_message_ttl {
-        Some(format!(
-            "per-key TTL needs a bucket with per-message TTL allowed (limit_markers); bucket {bucket:?} has it off"
-        ))
-    } else {
-        None
-    };
-    let tx_reason = if version < (2, 12) {
-        Some(format!(
-            "transactions need atomic batch publish, nats-server 2.12 or later; the server is {}",
-            server.version
-        ))
-    } else if !stream.allow_atomic_publish {
-        Some(format!("transactions need atomic batch publish, which bucket {bucket:?} does not allow"))
-    } else {
-        None
-    };
-    Ok((js, store, ttl_reason, tx_reason))
-}
-
-fn is_not_found(e: &jetstream::context::KeyValueError) -> bool {
-    use jetstream::context::{GetStreamError, GetStreamErrorKind};
-    use std::error::Error as _;
-    e.kind() == jetstream::context::KeyValueErrorKind::GetBucket
-        && e.source().and_then(|s| s.downcast_ref::<GetStreamError>()).is_some_and(|s| {
-            matches!(s.kind(), GetStreamErrorKind::JetStream(js)
-                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND || js.code() == 404)
-        })
-}
-
 /// A PURISTA state store on a NATS JetStream key-value bucket.
 ///
-/// Cheap to clone (clones share the connection). Build it with
-/// [`NatsStateStore::builder`].
-#[derive(Clone)]
+/// Cheap to clone. Clones (and [`scoped`](purista_core::StateStore::scoped)
+/// stores) are handles on one connection: [`destroy`](purista_core::StateStore::destroy)
+/// releases the handle it is called on, and the connection closes when the
+/// last handle is destroyed or dropped. Build it with [`NatsStateStore::builder`].
 pub struct NatsStateStore {
     inner: Arc<Inner>,
     config: StoreConfig,
+    /// Whether this handle was destroyed (it counts no longer).
+    released: AtomicBool,
+}
+
+impl Clone for NatsStateStore {
+    fn clone(&self) -> Self {
+        self.with_config(self.config.clone())
+    }
+}
+
+impl Drop for NatsStateStore {
+    fn drop(&mut self) {
+        // The connection itself closes once async-nats's last client is gone.
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.inner.handles.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 struct Inner {
     client: Client,
     /// Whether the store opened the connection (and closes it on destroy).
     owned: bool,
+    /// Handles not yet destroyed or dropped.
+    handles: AtomicUsize,
+    /// Revisions kept per key (`max_messages_per_subject`; below 1: unlimited).
+    history: i64,
+    /// How long the server keeps expiry markers (it raises shorter TTLs to
+    /// this on buckets with history).
+    marker_ttl: Option<Duration>,
     js: jetstream::Context,
     kv: kv::Store,
     /// `$KV.<bucket>.` as stored.
@@ -581,7 +544,7 @@ impl fmt::Debug for NatsStateStore {
 enum Current {
     /// Nothing was ever written (or it is gone entirely).
     Missing,
-    /// A delete or purge marker, or a value whose TTL ran out, at this revision.
+    /// A delete, purge or expiry marker, at this revision.
     Gone(u64),
     /// A value.
     Live { value: Bytes, revision: u64, expires_at: Option<SystemTime> },
@@ -602,7 +565,9 @@ fn marker(headers: &HeaderMap) -> Option<WatchKind> {
     }
 }
 
-/// Parses a `Nats-TTL` value: whole seconds, or a Go duration (`1h2m3s`, `500ms`).
+/// Parses a `Nats-TTL` value: whole seconds, or a Go duration (`1h2m3s`,
+/// `500ms`); `None` for `never`, for what it cannot read and for what does
+/// not fit a `Duration` (another client's header never panics a reader).
 fn parse_ttl(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
@@ -624,27 +589,33 @@ fn parse_ttl(value: &str) -> Option<Duration> {
             "ns" => 1e-9,
             _ => return None,
         };
-        total += Duration::from_secs_f64(number * scale);
+        total = total.checked_add(Duration::try_from_secs_f64(number * scale).ok()?)?;
         rest = &rest[unit_len..];
     }
     Some(total)
 }
 
+/// When a message's TTL runs out, in the server's clock (`published` is
+/// the server's time stamp); `None` without a TTL, or past `SystemTime`'s range.
 fn expiry(headers: &HeaderMap, published: SystemTime) -> Option<SystemTime> {
     let ttl = parse_ttl(header(headers, async_nats::header::NATS_MESSAGE_TTL)?)?;
-    (!ttl.is_zero()).then(|| published + ttl)
+    if ttl.is_zero() {
+        return None;
+    }
+    published.checked_add(ttl)
 }
 
+/// A message as the key's state. Expiry is the server's to judge: it
+/// removes a message whose TTL ran out (on its own clock) and writes an
+/// expiry marker, within milliseconds. A message it still holds is live,
+/// whatever this machine's clock says; comparing the server's time stamp
+/// with the local clock would hide live values (and let a create-only write
+/// replace them) whenever the clocks disagree.
 fn classify(headers: &HeaderMap, published: SystemTime, revision: u64, value: Bytes) -> Current {
     if marker(headers).is_some() {
         return Current::Gone(revision);
     }
-    let expires_at = expiry(headers, published);
-    if expires_at.is_some_and(|t| t <= SystemTime::now()) {
-        // The server removes it any moment now; it is already gone for readers.
-        return Current::Gone(revision);
-    }
-    Current::Live { value, revision, expires_at }
+    Current::Live { value, revision, expires_at: expiry(headers, published) }
 }
 
 /// The mapped key, if it fits in a NATS protocol line: a longer subject would
@@ -662,8 +633,13 @@ fn nats_key(key: &str) -> Result<String> {
     Ok(encoded)
 }
 
+/// A revision from an ETag. Revisions start at 1: `0` would tell the server
+/// "no message yet" (a create), so it matches nothing, like any foreign ETag.
 fn parse_etag(key: &str, etag: &ETag) -> Result<u64> {
-    etag.as_str().parse::<u64>().map_err(|_| Error::conflict(key, "etag does not match"))
+    match etag.as_str().parse::<u64>() {
+        Ok(revision) if revision > 0 => Ok(revision),
+        _ => Err(Error::conflict(key, "etag does not match")),
+    }
 }
 
 fn publish_error(key: &str, what: &str, err: jetstream::context::PublishError) -> Error {
@@ -752,12 +728,43 @@ impl NatsStateStore {
         })
     }
 
-    fn ttl_headers(headers: &mut HeaderMap, ttl: Option<Duration>) {
-        if let Some(ttl) = ttl {
-            // Already rounded up to whole seconds by the core.
-            let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-            headers.insert(async_nats::header::NATS_MESSAGE_TTL, HeaderValue::from(secs));
+    /// Adds the TTL of a write. On a bucket that keeps history, a value
+    /// with a TTL rolls the key's history up (`in_batch`: refused, rollups
+    /// are not allowed in atomic batches): an older revision left below it
+    /// would come back when the server expires it.
+    fn ttl_headers(
+        &self,
+        key: &str,
+        headers: &mut HeaderMap,
+        ttl: Option<Duration>,
+        in_batch: bool,
+    ) -> Result<()> {
+        let Some(ttl) = ttl else { return Ok(()) };
+        // Already rounded up to whole seconds by the core.
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        if self.inner.history != 1 {
+            if in_batch {
+                return Err(Error::unsupported(format!(
+                    "a TTL inside a transaction needs a bucket with history 1; bucket {:?} keeps {}",
+                    self.inner.bucket, self.inner.history
+                )));
+            }
+            // The server raises a shorter TTL to its marker TTL on such buckets.
+            if let Some(markers) = self.inner.marker_ttl
+                && Duration::from_secs(secs) < markers
+            {
+                let msg = format!(
+                    "bucket {:?} keeps history, where the server raises TTLs under its marker TTL ({}s) to it; \
+                     use a TTL of at least that, or a bucket with shorter markers (BucketSettings::ttl_markers)",
+                    self.inner.bucket,
+                    markers.as_secs()
+                );
+                return Err(Error::new(ErrorKind::InvalidArgument, msg).with_key(key));
+            }
+            headers.insert(async_nats::header::NATS_ROLLUP, "sub");
         }
+        headers.insert(async_nats::header::NATS_MESSAGE_TTL, HeaderValue::from(secs));
+        Ok(())
     }
 
     async fn publish(
@@ -779,13 +786,8 @@ impl NatsStateStore {
         Ok(ack.sequence)
     }
 
-    /// An ordered consumer on the keys that may start with `prefix`.
-    async fn consumer(
-        &self,
-        prefix: &str,
-        deliver_policy: DeliverPolicy,
-        headers_only: bool,
-    ) -> Result<(push::Ordered, u64, String)> {
+    /// An ordered consumer on the changes to keys that may start with `prefix`.
+    async fn watch_consumer(&self, prefix: &str) -> Result<(push::Ordered, String)> {
         let encoded = key::encode_prefix(prefix);
         let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
         let consumer = self
@@ -797,16 +799,14 @@ impl NatsStateStore {
                 description: Some("purista state store".to_owned()),
                 filter_subject: filter,
                 replay_policy: ReplayPolicy::Instant,
-                deliver_policy,
-                headers_only,
+                deliver_policy: DeliverPolicy::New,
                 ..Default::default()
             })
             .await
             .map_err(|e| error::wrap("consumer creation", None, e))?;
-        let pending = consumer.cached_info().num_pending;
         let messages =
             consumer.messages().await.map_err(|e| error::wrap("consumer subscription", None, e))?;
-        Ok((messages, pending, encoded))
+        Ok((messages, encoded))
     }
 
     fn store_key(&self, subject: &str, encoded_prefix: &str) -> Option<String> {
@@ -832,7 +832,8 @@ impl Backend for NatsStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        NatsStateStore { inner: self.inner.clone(), config }
+        self.inner.handles.fetch_add(1, Ordering::AcqRel);
+        NatsStateStore { inner: self.inner.clone(), config, released: AtomicBool::new(false) }
     }
 
     fn supports(&self) -> Capabilities {
@@ -899,7 +900,7 @@ impl Backend for NatsStateStore {
         let nats_key = nats_key(key)?;
         let payload = value.into_bytes();
         let mut headers = HeaderMap::new();
-        Self::ttl_headers(&mut headers, options.ttl);
+        self.ttl_headers(key, &mut headers, options.ttl, false)?;
         let expected = match &options.mode {
             PutMode::Upsert => None,
             PutMode::Update(etag) => Some(parse_etag(key, etag)?),
@@ -950,11 +951,29 @@ impl Backend for NatsStateStore {
                 headers.insert(async_nats::header::NATS_ROLLUP, "sub");
             }
         }
-        if let Some(etag) = etag {
-            let revision = parse_etag(key, etag)?;
+        let expect = |headers: &mut HeaderMap, revision: u64| {
             headers
                 .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(revision));
+        };
+        if let Some(etag) = etag {
+            expect(&mut headers, parse_etag(key, etag)?);
+            return self.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop);
         }
+        // Removing what is not there writes nothing (no marker, no watch
+        // event): the read is the removal's point in time. A value is removed
+        // at the revision read; a write in between is removed too, at its own.
+        for _ in 0..REMOVE_ATTEMPTS {
+            let Current::Live { revision, .. } = self.current(key, &nats_key).await? else {
+                return Ok(());
+            };
+            let mut headers = headers.clone();
+            expect(&mut headers, revision);
+            match self.publish(key, &nats_key, headers, Bytes::new(), "remove").await {
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                done => return done.map(drop),
+            }
+        }
+        // Still racing with writers: remove whatever is there now.
         self.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop)
     }
 
@@ -1026,7 +1045,7 @@ impl Backend for NatsStateStore {
             }
             let payload = match op {
                 Op::Put { value, options, .. } => {
-                    Self::ttl_headers(&mut headers, options.ttl);
+                    self.ttl_headers(key, &mut headers, options.ttl, true)?;
                     value.clone().into_bytes()
                 }
                 Op::Remove { .. } => {
@@ -1087,41 +1106,22 @@ impl Backend for NatsStateStore {
     }
 
     async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
-        let (mut messages, pending, encoded) =
-            self.consumer(prefix, DeliverPolicy::LastPerSubject, true).await?;
-        let mut keys = Vec::new();
-        if pending == 0 {
-            return Ok(keys);
-        }
-        loop {
-            let message = match tokio::time::timeout(LIST_IDLE, messages.next()).await {
-                // Entries that expire while the listing runs leave the pending
-                // count stale: silence means everything was delivered.
-                Err(_) | Ok(None) => break,
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(error::wrap("listing", None, e)),
-            };
-            let info = message.info().map_err(|e| {
-                Error::new(ErrorKind::Backend, format!("NATS listing sent a message without metadata: {e}"))
-            })?;
-            let left = info.pending;
-            let published = SystemTime::from(info.published);
-            let sequence = info.stream_sequence;
-            let headers = message.headers.clone().unwrap_or_default();
-            if let Current::Live { .. } = classify(&headers, published, sequence, Bytes::new())
-                && let Some(key) = self.store_key(message.subject.as_str(), &encoded)
-            {
-                keys.push(key);
-            }
-            if left == 0 {
-                break;
-            }
-        }
-        Ok(keys)
+        let encoded = key::encode_prefix(prefix);
+        let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
+        let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let i = &self.inner;
+        let lasts = list::last_per_subject(&i.js, &i.client, &i.kv.stream, filter, timeout).await?;
+        Ok(lasts
+            .into_iter()
+            .filter(|m| {
+                matches!(classify(&m.headers, m.published, m.sequence, Bytes::new()), Current::Live { .. })
+            })
+            .filter_map(|m| self.store_key(&m.subject, &encoded))
+            .collect())
     }
 
     async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
-        let (messages, _, encoded) = self.consumer(prefix, DeliverPolicy::New, false).await?;
+        let (messages, encoded) = self.watch_consumer(prefix).await?;
         let store = self.clone();
         let events = messages.filter_map(move |message| {
             let out = match message {
@@ -1154,7 +1154,12 @@ impl Backend for NatsStateStore {
     }
 
     async fn close(&self) -> Result<()> {
-        if self.inner.owned {
+        // Only this handle's share: the connection goes with the last one.
+        if self.released.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let last = self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last && self.inner.owned {
             self.inner.client.drain().await.map_err(|e| error::wrap("drain", None, e))?;
         }
         Ok(())
@@ -1172,6 +1177,28 @@ mod tests {
         assert_eq!(parse_ttl("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_ttl("1500ms"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_ttl("never"), None);
+    }
+
+    #[test]
+    fn ttls_past_any_clock_are_no_expiry_not_a_panic() {
+        let mut headers = HeaderMap::new();
+        for ttl in ["9223372036854775807", "18446744073709551615", "99999999999999999999h", "1e400s"] {
+            headers.insert(async_nats::header::NATS_MESSAGE_TTL, ttl);
+            assert_eq!(expiry(&headers, SystemTime::now()), None, "{ttl}");
+        }
+    }
+
+    #[test]
+    fn a_message_the_server_holds_is_live_whatever_the_local_clock_says() {
+        // Published long ago with a 1 s TTL, as a client whose clock runs
+        // ahead of the server's sees a value that is live on the server.
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_TTL, "1");
+        let published = SystemTime::UNIX_EPOCH;
+        let current = classify(&headers, published, 7, Bytes::from_static(b"1"));
+        assert!(matches!(current, Current::Live { revision: 7, .. }));
+        headers.insert(async_nats::header::NATS_MARKER_REASON, "MaxAge");
+        assert!(matches!(classify(&headers, published, 8, Bytes::new()), Current::Gone(8)));
     }
 
     #[test]
