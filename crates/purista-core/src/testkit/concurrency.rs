@@ -760,7 +760,7 @@ impl Bank {
             let entry = match attempt(timeout, store.get_entry(&self.accounts[a])).await {
                 Answer::Done(Some(entry)) => entry,
                 Answer::Done(None) => return self.fail(format!("client {client}: account {a} is missing")),
-                Answer::Unknown => return,
+                Answer::Unknown => return Self::count(&self.indeterminate),
                 Answer::Conflict => {
                     return self.fail(format!("client {client}: reading account {a}: conflict"));
                 }
