@@ -26,6 +26,7 @@
 //! ```
 
 mod cases;
+mod watch;
 
 use std::{
     future::Future,
@@ -38,6 +39,7 @@ use std::{
 };
 
 pub use cases::*;
+pub use watch::*;
 
 use crate::{StateStore, StoreConfig};
 
