@@ -172,6 +172,8 @@ struct Inner {
     /// Whether upserts must go through the write script so that watchers get
     /// their values (see [`RedisStateStore::values_watched`]).
     watchers: Watchers,
+    /// The running watchers, stopped by `close`.
+    watches: watch::Watches,
 }
 
 /// What the store knows about watchers, to let plain upserts be a plain
@@ -429,6 +431,7 @@ impl RedisStateStore {
             replicas: None,
             follower,
             watchers: Watchers::default(),
+            watches: watch::Watches::default(),
         };
         RedisStateStore { inner: Arc::new(inner), config }
     }
@@ -758,6 +761,7 @@ impl Backend for RedisStateStore {
 
     async fn close(&self) -> Result<()> {
         drop(self.inner.follower.lock().take());
+        self.inner.watches.close();
         if self.inner.owned {
             self.inner.pool.quit().await.map_err(|e| self.err(e, "QUIT"))?;
         }
@@ -772,6 +776,10 @@ impl RedisStateStore {
 
     pub(crate) fn cluster(&self) -> bool {
         self.inner.cluster
+    }
+
+    pub(crate) fn watches(&self) -> &watch::Watches {
+        &self.inner.watches
     }
 
     /// Reads one value for a watch event.
