@@ -68,11 +68,11 @@
 //!   sees other clients' writes. Writes by other clients are seen through the
 //!   notification and their value is read when it arrives (a value removed
 //!   in between is reported by its `Removed` event only). In Cluster mode the
-//!   primaries known when `watch` is called are watched. A watcher
-//!   re-subscribes by itself after a reconnect and first yields an
-//!   `Unavailable` error saying so: Redis keeps no pub/sub messages for a
-//!   connection that is gone, so changes made meanwhile were not seen (read
-//!   afresh if that matters). The stream goes on after it.
+//!   watcher follows the primaries as the topology changes. A watcher
+//!   converges (its last event for a key matches the key's final state) and
+//!   loses nothing unless it yields an error saying so: after falling
+//!   behind, after a reconnect, after a Cluster topology change (README).
+//!   Read afresh after such an error if that matters; the stream goes on.
 //!
 //! # Connections, retries and the "never twice" rule
 //!

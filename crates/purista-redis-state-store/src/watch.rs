@@ -106,7 +106,13 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
             let node = watch.start(node_config(base, &server), Some(slots)).await?;
             nodes.insert(server, node);
         }
-        tokio::spawn(watch.follow(nodes));
+        // The topology is asked for on a client of the watcher's own, with
+        // fred's default retries (its commands only read): the store's
+        // clients fail a command on its first redirection.
+        let topology =
+            Client::new(base.client_config(), Some(base.perf_config()), None, base.client_reconnect_policy());
+        topology.init().await.map_err(|e| store.target().error(e, "connecting the topology follower"))?;
+        tokio::spawn(watch.follow(topology, nodes));
     } else {
         // Runs until the stream is dropped or the store destroyed.
         let _ = watch.start(base.client_config(), None).await?;
@@ -222,8 +228,12 @@ impl Watch {
     /// primary, slots moving), subscribing to new ones and dropping those
     /// gone, and says so with an error: changes made on a node before it
     /// was watched were not seen.
-    async fn follow(self, mut nodes: HashMap<Server, NodeHandle>) {
-        let base = self.store.pool().next().clone();
+    async fn follow(self, base: Client, mut nodes: HashMap<Server, NodeHandle>) {
+        self.follow_with(&base, &mut nodes).await;
+        let _ = base.quit().await;
+    }
+
+    async fn follow_with(&self, base: &Client, nodes: &mut HashMap<Server, NodeHandle>) {
         let mut changes = base.cluster_change_rx();
         let mut stop = self.stop.clone();
         let mut timer = tokio::time::interval(TOPOLOGY_POLL);
@@ -244,7 +254,7 @@ impl Watch {
             if base.sync_cluster().await.is_err() {
                 continue;
             }
-            let Some(primaries) = primaries(&base) else { continue };
+            let Some(primaries) = primaries(base) else { continue };
             let mut changed: Vec<String> = Vec::new();
             let current: HashMap<Server, SlotRanges> = primaries.into_iter().collect();
             nodes.retain(|server, _| {
@@ -262,7 +272,7 @@ impl Watch {
                             changed.push(format!("slots moved to or from {server}"));
                         }
                     }
-                    None => match self.start(node_config(&base, server), Some(slots.clone())).await {
+                    None => match self.start(node_config(base, server), Some(slots.clone())).await {
                         Ok(node) => {
                             nodes.insert(server.clone(), node);
                             changed.push(format!("{server} became a primary"));
