@@ -68,11 +68,11 @@
 //!   sees other clients' writes. Writes by other clients are seen through the
 //!   notification and their value is read when it arrives (a value removed
 //!   in between is reported by its `Removed` event only). In Cluster mode the
-//!   primaries known when `watch` is called are watched. A watcher
-//!   re-subscribes by itself after a reconnect and first yields an
-//!   `Unavailable` error saying so: Redis keeps no pub/sub messages for a
-//!   connection that is gone, so changes made meanwhile were not seen (read
-//!   afresh if that matters). The stream goes on after it.
+//!   watcher follows the primaries as the topology changes. A watcher
+//!   converges (its last event for a key matches the key's final state) and
+//!   loses nothing unless it yields an error saying so: after falling
+//!   behind, after a reconnect, after a Cluster topology change (README).
+//!   Read afresh after such an error if that matters; the stream goes on.
 //!
 //! # Connections, retries and the "never twice" rule
 //!
@@ -172,6 +172,8 @@ struct Inner {
     /// Whether upserts must go through the write script so that watchers get
     /// their values (see [`RedisStateStore::values_watched`]).
     watchers: Watchers,
+    /// The running watchers, stopped by `close`.
+    watches: watch::Watches,
 }
 
 /// What the store knows about watchers, to let plain upserts be a plain
@@ -429,6 +431,7 @@ impl RedisStateStore {
             replicas: None,
             follower,
             watchers: Watchers::default(),
+            watches: watch::Watches::default(),
         };
         RedisStateStore { inner: Arc::new(inner), config }
     }
@@ -758,6 +761,7 @@ impl Backend for RedisStateStore {
 
     async fn close(&self) -> Result<()> {
         drop(self.inner.follower.lock().take());
+        self.inner.watches.close();
         if self.inner.owned {
             self.inner.pool.quit().await.map_err(|e| self.err(e, "QUIT"))?;
         }
@@ -772,6 +776,10 @@ impl RedisStateStore {
 
     pub(crate) fn cluster(&self) -> bool {
         self.inner.cluster
+    }
+
+    pub(crate) fn watches(&self) -> &watch::Watches {
+        &self.inner.watches
     }
 
     /// Reads one value for a watch event.
