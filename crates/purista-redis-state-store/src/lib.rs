@@ -127,7 +127,8 @@ use fred::{
 use futures_util::{TryStreamExt, future::try_join_all};
 use purista_core::{
     Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StoreConfig,
-    WatchStream, backend::Backend,
+    WatchStream,
+    backend::{Backend, Handle},
 };
 
 pub use fred;
@@ -150,11 +151,16 @@ pub const DEFAULT_SENTINEL_WAIT: (u32, Duration) = (1, Duration::from_millis(500
 /// The name this store has in traces.
 pub const STORE_NAME: &str = "RedisStateStore";
 
-/// The state store on Redis. Cheap to clone (clones share connections).
+/// The state store on Redis. Cheap to clone: clones and scoped stores are
+/// handles on the same connections, and `destroy` releases the handle it is
+/// called on (the connections close with the last one).
 #[derive(Clone)]
 pub struct RedisStateStore {
     inner: Arc<Inner>,
     config: StoreConfig,
+    /// This handle's share of the connections (clones and scoped stores are
+    /// handles too): `destroy` closes them with the last one.
+    handle: Handle,
 }
 
 struct Inner {
@@ -433,7 +439,7 @@ impl RedisStateStore {
             watchers: Watchers::default(),
             watches: watch::Watches::default(),
         };
-        RedisStateStore { inner: Arc::new(inner), config }
+        RedisStateStore { inner: Arc::new(inner), config, handle: Handle::new() }
     }
 
     /// The fred pool, for commands this crate does not cover.
@@ -624,7 +630,7 @@ impl Backend for RedisStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        RedisStateStore { inner: Arc::clone(&self.inner), config }
+        RedisStateStore { inner: Arc::clone(&self.inner), config, handle: self.handle.another() }
     }
 
     fn supports(&self) -> Capabilities {
@@ -760,6 +766,10 @@ impl Backend for RedisStateStore {
     }
 
     async fn close(&self) -> Result<()> {
+        // Only this handle's share: other handles keep the connections.
+        if !self.handle.release() {
+            return Ok(());
+        }
         drop(self.inner.follower.lock().take());
         self.inner.watches.close();
         if self.inner.owned {
@@ -772,6 +782,15 @@ impl Backend for RedisStateStore {
 impl RedisStateStore {
     pub(crate) fn target(&self) -> &Target {
         &self.inner.target
+    }
+
+    /// A copy for the store's own tasks, holding no share of the connections.
+    pub(crate) fn detached(&self) -> RedisStateStore {
+        RedisStateStore {
+            inner: Arc::clone(&self.inner),
+            config: self.config.clone(),
+            handle: Handle::detached(),
+        }
     }
 
     pub(crate) fn cluster(&self) -> bool {

@@ -89,7 +89,7 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
     let db = store.db();
     let (tx, rx) = mpsc::channel(CHANNEL);
     let watch = Watch {
-        store: store.clone(),
+        store: store.detached(),
         patterns: vec![format!("__keyspace@{db}__:{escaped}*"), format!("{VALUE_CHANNEL}{db}__:{escaped}*")],
         tx,
         stop,
