@@ -3,6 +3,11 @@
 //! killed (SIGKILL) and later started again on the same port and store
 //! directory. Six store instances, each its own connection, first to a
 //! different node. An operation that timed out counts as possibly applied.
+//!
+//! With the store's buckets as they are (direct gets allowed) reads are not
+//! linearizable: any replica answers a direct get, a lagging one too (that
+//! test is ignored as a known defect). With direct gets turned off every
+//! read goes through the stream leader, and the check passes.
 
 mod support_nats;
 mod support_pace;
@@ -137,7 +142,15 @@ fn conclude(report: &Report) {
 
 /// The store's buckets allow direct gets, which any replica answers, a
 /// lagging follower too: a read that starts after a write was acknowledged
-/// can still return the value before it.
+/// can still return the value before it. Seen once (seed 0x18eccca061125f5a):
+///
+/// ```text
+/// client 1 [6427.596 .. 6428.443] ms update-if(1000327 -> 2000288) -> ok
+/// client 0 [6428.629 .. 6429.241] ms get                           -> 1000327
+/// ```
+///
+/// In other runs the search gives up on such a history (Undecided, after
+/// 30 to 50 s of searching), which fails the check too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known defect: direct gets (allow_direct) are served by followers, so reads can be stale"]
 async fn linearizable_while_the_stream_leader_is_killed_and_restarted() {

@@ -98,7 +98,14 @@ fn conclude(report: &Report) {
 /// short is still applied on the old master and visible there (to reads and
 /// to conditional writes, whose conflicts observe it) until the demoted old
 /// master resyncs from the new one and drops it. Redis's own words: `WAIT`
-/// "does not make Redis a strongly consistent store".
+/// "does not make Redis a strongly consistent store". Seen in 5 runs of 5;
+/// the shortest window (seed 0x18ecf558c8018936):
+///
+/// ```text
+/// client 4 [1242.473 .. 2029.990] ms upsert(5000094) -> unknown
+/// client 2 [2044.203 .. 2044.526] ms get             -> 5000094
+/// client 5 [2589.594 .. 2589.967] ms get             -> 2000103 (written before)
+/// ```
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known defect: unacknowledged writes on the old master are observed, then lost at failover"]
 async fn linearizable_through_a_sentinel_failover() {
