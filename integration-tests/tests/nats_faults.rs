@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use integration_tests::fixtures::{Kind, Options, Server};
 use purista_core::{StateStore, StateStoreExt};
 use purista_nats_state_store::{NatsStateStore, Storage};
-use support_nats::{Proc, free_port};
+use support_nats::{cluster::Cluster, free_port};
 use tokio::task::JoinHandle;
 
 /// What a writer saw: the writes the server acknowledged, in order, and how
@@ -144,49 +144,25 @@ async fn kill_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_node_death_loses_no_acknowledged_write() {
-    // Ports are picked before the servers bind them; one taken meanwhile
-    // (containers of other tests publish ports too) means another try.
-    let mut nodes = Vec::new();
-    for attempt in 1..=3 {
-        match start_cluster().await {
-            Ok(Some(started)) => {
-                nodes = started;
-                break;
-            }
-            Ok(None) => return,
-            Err(why) if attempt < 3 => eprintln!("cluster start {attempt} failed, retrying: {why}"),
-            Err(why) => panic!("the 3-node cluster did not start: {why}"),
-        }
-    }
-    let urls: Vec<String> = nodes.iter().map(Proc::url).collect();
-    // JetStream needs a meta leader before the bucket can be made.
-    let started = Instant::now();
-    let store = loop {
-        match NatsStateStore::builder()
-            .servers(urls.clone())
-            .bucket("cluster")
-            .replicas(3)
-            .storage(Storage::File)
-            .connect()
-            .await
-        {
-            Ok(store) => break store,
-            Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                eprintln!("cluster not ready: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("cluster never became ready: {e}"),
-        }
-    };
-    eprintln!("3-node cluster ready in {:?}", started.elapsed());
+    let Some(mut cluster) = Cluster::start().await else { return };
+    let urls = cluster.urls();
+    let store = cluster
+        .connect(|| {
+            NatsStateStore::builder()
+                .servers(urls.clone())
+                .bucket("cluster")
+                .replicas(3)
+                .storage(Storage::File)
+        })
+        .await;
     let connected = store.client().server_info().port;
     let store: Arc<dyn StateStore> = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let task = writer(store.clone(), stop.clone(), Arc::default());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     // Kill the node the client is connected to: the client must move on too.
-    let victim = nodes.iter().position(|n| n.port == connected).unwrap_or(0);
-    nodes[victim].kill();
+    let victim = cluster.nodes.iter().position(|n| n.port == connected).unwrap_or(0);
+    cluster.nodes[victim].kill();
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
     stop.store(true, Ordering::Relaxed);
@@ -201,36 +177,6 @@ async fn cluster_node_death_loses_no_acknowledged_write() {
     );
     assert!(after > 0, "writes go on with two of three nodes");
     check_acked(&*store, &written).await;
-}
-
-/// Three JetStream nodes routed to each other on fresh loopback ports.
-async fn start_cluster() -> Result<Option<Vec<Proc>>, String> {
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let routes: Vec<String> = ports.iter().map(|(_, c)| format!("nats://127.0.0.1:{c}")).collect();
-    let routes = routes.join(",");
-    let mut nodes = Vec::new();
-    for (n, (port, cluster)) in ports.iter().enumerate() {
-        let name = format!("n{}", n + 1);
-        let cluster_url = format!("nats://127.0.0.1:{cluster}");
-        let args = [
-            "-js",
-            "-sd",
-            "{dir}",
-            "--server_name",
-            &name,
-            "--cluster_name",
-            "purista",
-            "--cluster",
-            &cluster_url,
-            "--routes",
-            &routes,
-        ];
-        match Proc::try_start_on(&name, *port, &args).await? {
-            Some(node) => nodes.push(node),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(nodes))
 }
 
 /// Nothing listening: connecting fails at once with `Unavailable`, naming no

@@ -1,0 +1,176 @@
+//! The linearizability and bank checks (SPEC §11) on a 3-node JetStream
+//! cluster, bucket with 3 replicas, while the bucket's stream leader is
+//! killed (SIGKILL) and later started again on the same port and store
+//! directory. Six store instances, each its own connection, first to a
+//! different node. An operation that timed out counts as possibly applied.
+//!
+//! With the store's buckets as they are (direct gets allowed) reads are not
+//! linearizable: any replica answers a direct get, a lagging one too (that
+//! test is ignored as a known defect). With direct gets turned off every
+//! read goes through the stream leader, and the check passes.
+
+mod support_nats;
+mod support_pace;
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_nats::ConnectOptions;
+use purista_core::{
+    StateStore, StoreConfig,
+    testkit::{Report, Workload, bank_with, linearizable_with},
+};
+use purista_nats_state_store::{NatsStateStore, NatsStateStoreBuilder, Storage};
+use support_nats::{bucket, cluster::Cluster};
+use support_pace::Paced;
+
+/// A JetStream request (and so a store call) fails after this long ...
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// ... and the check abandons a call as indeterminate after this long.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn workload() -> Workload {
+    Workload {
+        instances: 6,
+        keys: 3,
+        ops_per_client: 150,
+        think: Duration::from_millis(10),
+        op_timeout: OP_TIMEOUT,
+        ..Workload::default()
+    }
+}
+
+/// A builder on `bucket` whose seed list starts at node `first` (kept in
+/// that order), with short request timeouts.
+fn builder(urls: &[String], first: usize, bucket: &str) -> NatsStateStoreBuilder {
+    let urls = urls.iter().cycle().skip(first).take(urls.len()).cloned();
+    let options = ConnectOptions::new().request_timeout(Some(REQUEST_TIMEOUT)).retain_servers_order();
+    NatsStateStore::builder()
+        .servers(urls)
+        .connect_options(options)
+        .bucket(bucket)
+        .replicas(3)
+        .storage(Storage::File)
+}
+
+/// Kills the node leading the bucket's stream while the clients run, waits,
+/// starts it again on the same port and data, and lets traffic go on.
+async fn kill_and_restart_leader(cluster: &mut Cluster, bucket: &str) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every node is up now, so asking the first is enough.
+    let leader = stream_leader(&cluster.urls(), bucket).await;
+    let victim = leader.as_deref().and_then(|n| n.strip_prefix('n')?.parse::<usize>().ok()).unwrap_or(1) - 1;
+    cluster.nodes[victim].kill();
+    let killed = Instant::now();
+    eprintln!("killed n{} (stream leader {leader:?})", victim + 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.nodes[victim].restart().await;
+    eprintln!("n{} back after {:?}", victim + 1, killed.elapsed());
+    // Traffic while the restarted node catches up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// The server name of the bucket's stream leader, if one is known now.
+async fn stream_leader(urls: &[String], bucket: &str) -> Option<String> {
+    let found = async {
+        let client = async_nats::connect(urls[0].as_str()).await?;
+        let js = async_nats::jetstream::new(client);
+        let info = js.get_stream(format!("KV_{bucket}")).await?.info().await?.clone();
+        Ok::<_, async_nats::Error>(info.cluster.and_then(|c| c.leader))
+    };
+    found.await.unwrap_or_else(|e| {
+        eprintln!("no stream leader known: {e}");
+        None
+    })
+}
+
+/// Turns direct gets off on the bucket's stream, so that reads go to the
+/// stream leader (`STREAM.MSG.GET`) and `get_state` reads key by key; stores
+/// connected afterwards see it.
+async fn no_direct_gets(url: &str, bucket: &str) {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.expect("raw connect"));
+    let mut stream = js.get_stream(format!("KV_{bucket}")).await.expect("the bucket's stream");
+    let mut config = stream.info().await.expect("stream info").config.clone();
+    config.allow_direct = false;
+    js.update_stream(config).await.expect("turn direct gets off");
+}
+
+/// What the factory's calls return.
+type StoreFuture = Pin<Box<dyn Future<Output = Option<Arc<dyn StateStore>>> + Send>>;
+
+/// Starts the cluster and makes the 3-replica bucket (with direct gets
+/// turned off afterwards unless `direct`); the factory hands out instances
+/// whose first seed is n1, n2, n3, n1 ... in turn.
+async fn setup(
+    name: &str,
+    direct: bool,
+) -> Option<(Cluster, String, impl Fn(StoreConfig) -> StoreFuture + Sync)> {
+    let cluster = Cluster::start().await?;
+    let urls = cluster.urls();
+    let bucket = bucket(name);
+    cluster.connect(|| builder(&urls, 0, &bucket)).await;
+    if !direct {
+        no_direct_gets(&urls[0], &bucket).await;
+    }
+    let next = AtomicUsize::new(0);
+    let factory = {
+        let bucket = bucket.clone();
+        move |config: StoreConfig| -> StoreFuture {
+            let node = next.fetch_add(1, Ordering::Relaxed) % urls.len();
+            let builder = builder(&urls, node, &bucket).store_config(config);
+            Box::pin(async move {
+                let store = builder.connect().await.expect("connect to the cluster");
+                Some(Paced::wrap(Arc::new(store)))
+            })
+        }
+    };
+    Some((cluster, bucket, factory))
+}
+
+/// Prints the figures and fails with the full report on a violation.
+fn conclude(report: &Report) {
+    assert!(report.skipped.is_none(), "{report}");
+    report.assert_passed();
+}
+
+/// The store's buckets allow direct gets, which any replica answers, a
+/// lagging follower too: a read that starts after a write was acknowledged
+/// can still return the value before it. Seen once (seed 0x18eccca061125f5a):
+///
+/// ```text
+/// client 1 [6427.596 .. 6428.443] ms update-if(1000327 -> 2000288) -> ok
+/// client 0 [6428.629 .. 6429.241] ms get                           -> 1000327
+/// ```
+///
+/// In other runs the search gives up on such a history (Undecided, after
+/// 30 to 50 s of searching), which fails the check too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect: direct gets (allow_direct) are served by followers, so reads can be stale"]
+async fn linearizable_while_the_stream_leader_is_killed_and_restarted() {
+    let Some((mut cluster, bucket, factory)) = setup("lin", true).await else { return };
+    let fault = kill_and_restart_leader(&mut cluster, &bucket);
+    conclude(&linearizable_with(&factory, workload(), fault).await);
+}
+
+/// The same with direct gets turned off on the bucket: every read goes
+/// through the stream leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_with_leader_reads_while_the_stream_leader_is_killed_and_restarted() {
+    let Some((mut cluster, bucket, factory)) = setup("lin", false).await else { return };
+    let fault = kill_and_restart_leader(&mut cluster, &bucket);
+    conclude(&linearizable_with(&factory, workload(), fault).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_while_the_stream_leader_is_killed_and_restarted() {
+    let Some((mut cluster, bucket, factory)) = setup("bank", true).await else { return };
+    let fault = kill_and_restart_leader(&mut cluster, &bucket);
+    conclude(&bank_with(&factory, workload(), fault).await);
+}
