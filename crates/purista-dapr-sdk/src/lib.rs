@@ -57,7 +57,9 @@ mod store;
 pub mod emulator;
 
 pub use bridge::{DaprEventBridge, DaprEventBridgeConfig};
-pub use config::{Concurrency, Consistency, DEFAULT_GRPC_PORT, DEFAULT_STATE_STORE, DaprConfig};
+pub use config::{
+    Concurrency, Consistency, DEFAULT_GRPC_PORT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STATE_STORE, DaprConfig,
+};
 pub use error::GrpcError;
 pub use store::{Client, DaprStateStore, TokenInterceptor};
 
