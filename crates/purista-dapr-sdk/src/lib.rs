@@ -41,7 +41,8 @@
 //! `emulator::Sidecar` (feature `emulator`) and point the config's endpoint
 //! at it, as the `emulator` module's example does.
 //!
-//! What reaches the sidecar: one `GetBulkState` per `get_state`, JSON
+//! What reaches the sidecar: one `GetBulkState` per `get_state` (split
+//! while an answer is over a gRPC message size limit), JSON
 //! values with `contentType=application/json`, TTLs as `ttlInSeconds`,
 //! ETags and first-write concurrency on the state item, transactions as
 //! `ExecuteStateTransaction`, the API token as `dapr-api-token` metadata

@@ -178,12 +178,17 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// The Dapr sidecar's state API as a PURISTA state store.
 ///
 /// Every call goes to the sidecar over gRPC (`get_state` of N names is one
-/// `GetBulkState`). Values are JSON, sent with `contentType=application/json`
+/// `GetBulkState`, halved and asked again while its answer is over a gRPC
+/// message size limit: daprd's `--max-body-size`, 4 MiB by default, or
+/// [`DaprConfig::max_message_size`]). Values are JSON, sent with `contentType=application/json`
 /// item metadata. ETags, create-only writes (Dapr's first-write), TTLs (whole
 /// seconds, rounded up) and transactions are supported; listing and watching
 /// keys are not (the state API has neither) and fail with `Unsupported`.
 ///
-/// Clones share one connection.
+/// Clones (and stores from [`with_store_config`](Self::with_store_config)
+/// or the bridge) share one connection. `destroy()` releases nothing, so it
+/// never breaks the other handles; the connection closes when the last one
+/// is dropped.
 ///
 /// Errors: an ETag mismatch or a create-only write over an existing key is
 /// `Conflict` naming the key, as is an ETag the store could never have
@@ -191,8 +196,10 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// A transaction Dapr fails with an ETag mismatch (it answers `Internal`
 /// without naming the key) is `Conflict` too; the key is found by reading
 /// the keys the transaction's conditions are on once more, and is left out
-/// if they changed meanwhile. Keys holding `||` are `InvalidKey` before any
-/// call. An unreachable sidecar or a refused token is `Unavailable`; no
+/// if they changed meanwhile. An empty ETag is `Conflict` before any call
+/// (Dapr would take it for no ETag). Keys holding `||` are `InvalidKey`
+/// before any call. A value over the sidecar's message size limit is
+/// `InvalidValue` on a write and `Backend` (naming its key) on a read. An unreachable sidecar or a refused token is `Unavailable`; no
 /// answer within the request timeout is `Timeout`.
 #[derive(Clone)]
 pub struct DaprStateStore {
