@@ -229,6 +229,17 @@ async fn an_empty_etag_is_no_etag() {
     save(&mut c, vec![item("e", "4")]).await.unwrap();
     delete(&mut c, "e", Some("")).await.expect("a delete with an empty etag removes");
     assert_eq!(value(&mut c, "e").await, None);
+    // ... unless first-write finds the key present, as without an etag.
+    save(&mut c, vec![item("e", "5")]).await.unwrap();
+    let req = DeleteStateRequest {
+        store_name: STORE.into(),
+        key: "e".into(),
+        etag: Some(Etag { value: String::new() }),
+        options: first_write(item("e", "")).options,
+        ..Default::default()
+    };
+    expect_code(c.delete_state(req).await, Code::Aborted);
+    assert_eq!(value(&mut c, "e").await.as_deref(), Some("5"));
 }
 
 #[tokio::test]

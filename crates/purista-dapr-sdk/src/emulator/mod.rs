@@ -13,7 +13,8 @@
 //! - ETags are decimal version numbers: a malformed ETag is
 //!   `InvalidArgument`, a mismatch (an ETag on a missing key included) is
 //!   `Aborted`. First-write concurrency without an ETag inserts only.
-//!   An empty ETag counts as none; a delete without an ETag always succeeds.
+//!   An empty ETag counts as none (components test `HasETag()`); a delete
+//!   without an ETag succeeds unless first-write finds the key present.
 //! - Multi-item `SaveState` and `DeleteBulkState` check every condition
 //!   before applying anything (as the in-memory component does).
 //! - Item metadata `ttlInSeconds` (an integer; `-1`, `0` or leaving it out
