@@ -180,10 +180,11 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// Every call goes to the sidecar over gRPC (`get_state` of N names is one
 /// `GetBulkState`, halved and asked again while its answer is over a gRPC
 /// message size limit: daprd's `--max-body-size`, 4 MiB by default, or
-/// [`DaprConfig::max_message_size`]). Values are JSON, sent with `contentType=application/json`
-/// item metadata. ETags, create-only writes (Dapr's first-write), TTLs (whole
-/// seconds, rounded up) and transactions are supported; listing and watching
-/// keys are not (the state API has neither) and fail with `Unsupported`.
+/// [`DaprConfig::max_message_size`]). Values are JSON, sent with
+/// `contentType=application/json` item metadata. ETags, create-only writes
+/// (Dapr's first-write), TTLs (whole seconds, rounded up) and transactions
+/// are supported; listing and watching keys are not (the state API has
+/// neither) and fail with `Unsupported`.
 ///
 /// Clones (and stores from [`with_store_config`](Self::with_store_config)
 /// or the bridge) share one connection. `destroy()` releases nothing, so it
@@ -199,8 +200,9 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// if they changed meanwhile. An empty ETag is `Conflict` before any call
 /// (Dapr would take it for no ETag). Keys holding `||` are `InvalidKey`
 /// before any call. A value over the sidecar's message size limit is
-/// `InvalidValue` on a write and `Backend` (naming its key) on a read. An unreachable sidecar or a refused token is `Unavailable`; no
-/// answer within the request timeout is `Timeout`.
+/// `InvalidValue` on a write and `Backend` (naming its key) on a read. An
+/// unreachable sidecar or a refused token is `Unavailable`; no answer
+/// within the request timeout is `Timeout` (the call may have been applied).
 #[derive(Clone)]
 pub struct DaprStateStore {
     conn: Connection,

@@ -303,6 +303,23 @@ async fn values_readable_one_by_one_are_readable_together() {
 }
 
 #[tokio::test]
+async fn many_names_over_the_request_limit_are_asked_in_parts() {
+    let sidecar = Sidecar::builder().max_body_size(2048).start().await.unwrap();
+    let s = DaprStateStore::connect(DaprConfig::default().endpoint(sidecar.endpoint())).await.unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("name-{i:04}-with-some-padding")).collect();
+    for key in keys.iter().step_by(7) {
+        s.set(key, key).await.unwrap();
+    }
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let got = s.get_state(&names).await.expect("read in parts");
+    assert_eq!(got.len(), keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let expected = (i % 7 == 0).then(|| Json::encode(key).unwrap());
+        assert_eq!(got[key], expected, "{key}");
+    }
+}
+
+#[tokio::test]
 async fn a_value_over_the_client_limit_is_a_typed_error_naming_the_key() {
     let small = DaprStateStore::connect(config().max_message_size(1 << 20)).await.unwrap();
     let s = DaprStateStore::connect(config()).await.unwrap();
