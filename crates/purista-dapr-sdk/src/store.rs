@@ -379,7 +379,7 @@ impl DaprStateStore {
     /// asked again, until each answer fits or one key alone does not (an
     /// error naming that key). Each call has the full request timeout.
     async fn bulk_get(&self, keys: &[&str]) -> Result<Vec<BulkStateItem>> {
-        let mut items = Vec::with_capacity(keys.len());
+        let mut items = Vec::new();
         let mut pending = vec![keys];
         while let Some(chunk) = pending.pop() {
             let req = GetBulkStateRequest {
@@ -389,6 +389,8 @@ impl DaprStateStore {
                 metadata: HashMap::new(),
             };
             match self.conn.client().get_bulk_state(request(req, self.conn.timeout)).await {
+                // The common case, one answer, is taken as it is.
+                Ok(resp) if items.is_empty() => items = resp.into_inner().items,
                 Ok(resp) => items.extend(resp.into_inner().items),
                 Err(status) if is_too_large(&status) && chunk.len() > 1 => {
                     let (first, second) = chunk.split_at(chunk.len() / 2);
