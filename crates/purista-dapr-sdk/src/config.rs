@@ -9,6 +9,10 @@ use purista_core::{Error, ErrorKind, Result, StoreConfig};
 pub const DEFAULT_GRPC_PORT: u16 = 50001;
 /// The state store component name `dapr init` creates.
 pub const DEFAULT_STATE_STORE: &str = "statestore";
+/// The largest answer the client accepts from the sidecar by default: well
+/// above daprd's own limit (`--max-body-size`, 4 MiB by default), so that
+/// the sidecar's setting is the one that counts.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
 /// How strongly reads and writes are replicated (Dapr's `consistency` option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +86,7 @@ pub struct DaprConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) wait_for_sidecar: Duration,
     pub(crate) ttl: bool,
+    pub(crate) max_message_size: usize,
     pub(crate) store: StoreConfig,
 }
 
@@ -96,6 +101,7 @@ impl fmt::Debug for DaprConfig {
             .field("request_timeout", &self.request_timeout)
             .field("wait_for_sidecar", &self.wait_for_sidecar)
             .field("ttl", &self.ttl)
+            .field("max_message_size", &self.max_message_size)
             .field("store", &self.store)
             .finish()
     }
@@ -104,7 +110,8 @@ impl fmt::Debug for DaprConfig {
 impl Default for DaprConfig {
     /// `http://127.0.0.1:50001`, no token, store `statestore`, strong
     /// consistency, last-write, 5 s per request, wait up to 30 s for the
-    /// sidecar, TTLs on. Reads no environment: see [`DaprConfig::from_env`].
+    /// sidecar, TTLs on, answers up to [`DEFAULT_MAX_MESSAGE_SIZE`]. Reads no
+    /// environment: see [`DaprConfig::from_env`].
     fn default() -> Self {
         DaprConfig {
             endpoint: format!("http://127.0.0.1:{DEFAULT_GRPC_PORT}"),
@@ -115,6 +122,7 @@ impl Default for DaprConfig {
             request_timeout: Duration::from_secs(5),
             wait_for_sidecar: Duration::from_secs(30),
             ttl: true,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             store: StoreConfig::default(),
         }
     }
@@ -190,6 +198,16 @@ impl DaprConfig {
     /// writes with a TTL fail with `Unsupported`.
     pub fn ttl(mut self, on: bool) -> Self {
         self.ttl = on;
+        self
+    }
+
+    /// The largest gRPC answer this client accepts (default
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`]). A `get_state` whose answer would be
+    /// larger, here or over the sidecar's own limit (daprd's
+    /// `--max-body-size`), is split into smaller requests; a single value
+    /// over either limit fails with `Backend`, naming its key.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
         self
     }
 

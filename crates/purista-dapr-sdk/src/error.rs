@@ -42,8 +42,23 @@ pub(crate) fn is_etag_mismatch(status: &Status) -> bool {
             && status.message().to_ascii_lowercase().contains("etag mismatch"))
 }
 
+/// Whether a status reports a gRPC message over a size limit: the sidecar's
+/// (grpc-go: `ResourceExhausted`, "received/trying to send message larger
+/// than max") or this client's (tonic: `OutOfRange`, "decoded message
+/// length too large").
+pub(crate) fn is_too_large(status: &Status) -> bool {
+    let message = status.message();
+    matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange)
+        && (message.contains("larger than max") || message.contains("message length too large"))
+}
+
 /// The kind a status maps onto.
 pub(crate) fn kind_of(status: &Status) -> ErrorKind {
+    // An answer over a size limit is no fault of the caller's arguments
+    // (a write over it is: `from_status` makes that `InvalidValue`).
+    if is_too_large(status) {
+        return ErrorKind::Backend;
+    }
     let message = status.message().to_ascii_lowercase();
     match status.code() {
         Code::Unauthenticated | Code::Unavailable | Code::PermissionDenied => ErrorKind::Unavailable,
@@ -64,23 +79,30 @@ pub(crate) fn kind_of(status: &Status) -> ErrorKind {
                 ErrorKind::InvalidArgument
             }
         }
-        Code::ResourceExhausted | Code::OutOfRange if message.contains("message length too large") => {
-            ErrorKind::InvalidValue
-        }
         // A connection that broke under the call.
         Code::Unknown if message.contains("transport error") => ErrorKind::Unavailable,
         _ => ErrorKind::Backend,
     }
 }
 
+/// Ops that send values: a request over the sidecar's limit means a value
+/// too large for it.
+const WRITES: [&str; 2] = ["save", "transaction"];
+
 /// A core error for a failed `op` (`"save"`, `"get"` ...), keeping the
 /// status message and the status as its source.
 pub(crate) fn from_status(status: Status, op: &str, key: Option<&str>) -> Error {
-    let kind = kind_of(&status);
+    let too_large = is_too_large(&status);
+    let kind = if too_large && WRITES.contains(&op) { ErrorKind::InvalidValue } else { kind_of(&status) };
     let message = match status.code() {
         Code::Unauthenticated => {
             format!("dapr {op}: the sidecar refused the API token: {}", status.message())
         }
+        _ if too_large => format!(
+            "dapr {op}: over the gRPC message size limit (the sidecar's --max-body-size, \
+             4 MiB by default, or DaprConfig::max_message_size on this side): {}",
+            status.message()
+        ),
         _ => format!("dapr {op}: {}", status.message()),
     };
     let source = GrpcError { code: status.code(), message: status.message().to_string() };
@@ -121,6 +143,19 @@ mod tests {
                 ErrorKind::InvalidKey,
             ),
             (Status::unknown("transport error"), ErrorKind::Unavailable),
+            (
+                Status::resource_exhausted(
+                    "grpc: trying to send message larger than max (6000042 vs. 4194304)",
+                ),
+                ErrorKind::Backend,
+            ),
+            (
+                Status::out_of_range(
+                    "Error, decoded message length too large: found 6000042 bytes, the limit is: 4194304 bytes",
+                ),
+                ErrorKind::Backend,
+            ),
+            (Status::resource_exhausted("quota"), ErrorKind::Backend),
         ];
         for (status, kind) in cases {
             assert_eq!(kind_of(&status), kind, "{status:?}");
@@ -135,5 +170,16 @@ mod tests {
         assert!(err.message().contains("possible etag mismatch"));
         let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<GrpcError>()).unwrap();
         assert_eq!(source.code(), Code::Aborted);
+    }
+
+    #[test]
+    fn a_request_over_the_limit_is_a_value_too_large_only_on_writes() {
+        let status =
+            || Status::resource_exhausted("grpc: received message larger than max (5000042 vs. 4194304)");
+        let err = from_status(status(), "save", Some("k"));
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert!(err.message().contains("--max-body-size"), "{err}");
+        assert_eq!(from_status(status(), "transaction", None).kind(), ErrorKind::InvalidValue);
+        assert_eq!(from_status(status(), "bulk get", Some("k")).kind(), ErrorKind::Backend);
     }
 }

@@ -41,7 +41,8 @@
 //! `emulator::Sidecar` (feature `emulator`) and point the config's endpoint
 //! at it, as the `emulator` module's example does.
 //!
-//! What reaches the sidecar: one `GetBulkState` per `get_state`, JSON
+//! What reaches the sidecar: one `GetBulkState` per `get_state` (split
+//! while an answer is over a gRPC message size limit), JSON
 //! values with `contentType=application/json`, TTLs as `ttlInSeconds`,
 //! ETags and first-write concurrency on the state item, transactions as
 //! `ExecuteStateTransaction`, the API token as `dapr-api-token` metadata
@@ -57,7 +58,9 @@ mod store;
 pub mod emulator;
 
 pub use bridge::{DaprEventBridge, DaprEventBridgeConfig};
-pub use config::{Concurrency, Consistency, DEFAULT_GRPC_PORT, DEFAULT_STATE_STORE, DaprConfig};
+pub use config::{
+    Concurrency, Consistency, DEFAULT_GRPC_PORT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STATE_STORE, DaprConfig,
+};
 pub use error::GrpcError;
 pub use store::{Client, DaprStateStore, TokenInterceptor};
 

@@ -32,7 +32,7 @@ use crate::{
     API_TOKEN_HEADER, CONTENT_TYPE_JSON, CONTENT_TYPE_KEY, Concurrency, DaprConfig, TTL_EXPIRE_TIME_KEY,
     TTL_KEY,
     config::normalize_endpoint,
-    error::{from_status, is_etag_mismatch, kind_of},
+    error::{from_status, is_etag_mismatch, is_too_large, kind_of},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -126,7 +126,10 @@ impl Connection {
             }
         };
         tracing::debug!(endpoint = %url, attempts, "connected to the dapr sidecar");
-        let client = DaprClient::with_interceptor(channel, TokenInterceptor { token });
+        // tonic refuses answers over 4 MiB by default, below what a sidecar
+        // with a raised --max-body-size sends.
+        let client = DaprClient::with_interceptor(channel, TokenInterceptor { token })
+            .max_decoding_message_size(config.max_message_size);
         Ok(Connection { client, endpoint: url.into(), timeout: config.request_timeout })
     }
 
@@ -175,12 +178,18 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// The Dapr sidecar's state API as a PURISTA state store.
 ///
 /// Every call goes to the sidecar over gRPC (`get_state` of N names is one
-/// `GetBulkState`). Values are JSON, sent with `contentType=application/json`
-/// item metadata. ETags, create-only writes (Dapr's first-write), TTLs (whole
-/// seconds, rounded up) and transactions are supported; listing and watching
-/// keys are not (the state API has neither) and fail with `Unsupported`.
+/// `GetBulkState`, halved and asked again while its answer is over a gRPC
+/// message size limit: daprd's `--max-body-size`, 4 MiB by default, or
+/// [`DaprConfig::max_message_size`]). Values are JSON, sent with
+/// `contentType=application/json` item metadata. ETags, create-only writes
+/// (Dapr's first-write), TTLs (whole seconds, rounded up) and transactions
+/// are supported; listing and watching keys are not (the state API has
+/// neither) and fail with `Unsupported`.
 ///
-/// Clones share one connection.
+/// Clones (and stores from [`with_store_config`](Self::with_store_config)
+/// or the bridge) share one connection. `destroy()` releases nothing, so it
+/// never breaks the other handles; the connection closes when the last one
+/// is dropped.
 ///
 /// Errors: an ETag mismatch or a create-only write over an existing key is
 /// `Conflict` naming the key, as is an ETag the store could never have
@@ -188,9 +197,12 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// A transaction Dapr fails with an ETag mismatch (it answers `Internal`
 /// without naming the key) is `Conflict` too; the key is found by reading
 /// the keys the transaction's conditions are on once more, and is left out
-/// if they changed meanwhile. Keys holding `||` are `InvalidKey` before any
-/// call. An unreachable sidecar or a refused token is `Unavailable`; no
-/// answer within the request timeout is `Timeout`.
+/// if they changed meanwhile. An empty ETag is `Conflict` before any call
+/// (Dapr would take it for no ETag). Keys holding `||` are `InvalidKey`
+/// before any call. A value over the sidecar's message size limit is
+/// `InvalidValue` on a write and `Backend` (naming its key) on a read. An
+/// unreachable sidecar or a refused token is `Unavailable`; no answer
+/// within the request timeout is `Timeout` (the call may have been applied).
 #[derive(Clone)]
 pub struct DaprStateStore {
     conn: Connection,
@@ -361,19 +373,41 @@ impl DaprStateStore {
         self.conn.call("get", Some(key), |mut c, t| async move { c.get_state(request(req, t)).await }).await
     }
 
-    /// One `GetBulkState` for `keys`: the sidecar's items, in any order.
+    /// `GetBulkState` for `keys`: the sidecar's items, in any order. One
+    /// call, unless the request or its answer is over a gRPC message size
+    /// limit (the sidecar's or this client's): then the keys are halved and
+    /// asked again, until each answer fits or one key alone does not (an
+    /// error naming that key). Each call has the full request timeout.
     async fn bulk_get(&self, keys: &[&str]) -> Result<Vec<BulkStateItem>> {
-        let req = GetBulkStateRequest {
-            store_name: self.settings.store_name.clone(),
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            parallelism: 0,
-            metadata: HashMap::new(),
-        };
-        let resp = self
-            .conn
-            .call("bulk get", None, |mut c, t| async move { c.get_bulk_state(request(req, t)).await })
-            .await?;
-        Ok(resp.items)
+        let mut items = Vec::new();
+        let mut pending = vec![keys];
+        while let Some(chunk) = pending.pop() {
+            let req = GetBulkStateRequest {
+                store_name: self.settings.store_name.clone(),
+                keys: chunk.iter().map(|k| k.to_string()).collect(),
+                parallelism: 0,
+                metadata: HashMap::new(),
+            };
+            match self.conn.client().get_bulk_state(request(req, self.conn.timeout)).await {
+                // The common case, one answer, is taken as it is.
+                Ok(resp) if items.is_empty() => items = resp.into_inner().items,
+                Ok(resp) => items.extend(resp.into_inner().items),
+                Err(status) if is_too_large(&status) && chunk.len() > 1 => {
+                    let (first, second) = chunk.split_at(chunk.len() / 2);
+                    pending.push(second);
+                    pending.push(first);
+                }
+                Err(status) => {
+                    // A failure of one key's read is about that key.
+                    let key = match chunk {
+                        [only] => Some(*only),
+                        _ => None,
+                    };
+                    return Err(self.conn.failed(status, "bulk get", key));
+                }
+            }
+        }
+        Ok(items)
     }
 
     /// Current ETags of `keys` (`None` where missing), in order.
@@ -393,6 +427,26 @@ fn check_key(key: &str) -> Result<()> {
         return Err(Error::new(ErrorKind::InvalidKey, "Dapr keys cannot contain `||`").with_key(key));
     }
     Ok(())
+}
+
+/// An empty ETag matches no value, but Dapr takes it for no ETag at all
+/// (first-write without an ETag inserts, a delete removes whatever is
+/// there): refuse it before any call.
+fn check_etag(key: &str, etag: Option<&ETag>) -> Result<()> {
+    match etag {
+        Some(tag) if tag.as_str().is_empty() => {
+            Err(Error::conflict(key, "dapr: an empty ETag matches no value (Dapr would take it for none)"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The ETag a write or remove is conditioned on, if any.
+fn condition(mode: &PutMode) -> Option<&ETag> {
+    match mode {
+        PutMode::Update(tag) => Some(tag),
+        PutMode::Upsert | PutMode::Create => None,
+    }
 }
 
 /// An ETag Dapr calls malformed can never match: report it as the conflict it is.
@@ -477,6 +531,7 @@ impl Backend for DaprStateStore {
 
     async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         check_key(key)?;
+        check_etag(key, condition(&options.mode))?;
         let conditional = options.mode != PutMode::Upsert;
         let req = SaveStateRequest {
             store_name: self.settings.store_name.clone(),
@@ -491,6 +546,7 @@ impl Backend for DaprStateStore {
 
     async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
         check_key(key)?;
+        check_etag(key, etag)?;
         let item = self.item(key, None, etag);
         let req = DeleteStateRequest {
             store_name: self.settings.store_name.clone(),
@@ -507,6 +563,10 @@ impl Backend for DaprStateStore {
 
     async fn apply(&self, ops: Vec<Op>) -> Result<()> {
         ops.iter().try_for_each(|op| check_key(op.key()))?;
+        ops.iter().try_for_each(|op| match op {
+            Op::Put { key, options, .. } => check_etag(key, condition(&options.mode)),
+            Op::Remove { key, etag } => check_etag(key, etag.as_ref()),
+        })?;
         let operations = ops
             .iter()
             .map(|op| match op {

@@ -15,7 +15,7 @@ use purista_dapr_sdk::{
             TransactionalStateOperation, dapr_client::DaprClient,
         },
     },
-    emulator::Sidecar,
+    emulator::{DEFAULT_MAX_BODY_SIZE, Sidecar},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, Request, Status, transport::Channel};
@@ -206,6 +206,40 @@ async fn etags_guard_saves_and_deletes() {
     expect_code(save(&mut c, vec![with_etag(item("k", "5"), &third)]).await, Code::Aborted);
     expect_code(delete(&mut c, "k", Some(&third)).await, Code::Aborted);
     assert_eq!(value(&mut c, "k").await, None);
+}
+
+#[tokio::test]
+async fn an_empty_etag_is_no_etag() {
+    // Dapr hands the component `&etag.value` and components test
+    // `HasETag()` (non-empty): an empty etag is none at all.
+    let sidecar = Sidecar::start().await.unwrap();
+    let mut c = client(&sidecar).await;
+    save(&mut c, vec![first_write(with_etag(item("e", "1"), ""))]).await.expect("inserts a missing key");
+    let status =
+        expect_code(save(&mut c, vec![first_write(with_etag(item("e", "2"), ""))]).await, Code::Aborted);
+    assert!(status.message().contains("possible etag mismatch"), "{status:?}");
+    assert_eq!(value(&mut c, "e").await.as_deref(), Some("1"));
+    transact(
+        &mut c,
+        vec![op("upsert", with_etag(item("e", "3"), "")), op("delete", with_etag(item("e", ""), ""))],
+    )
+    .await
+    .expect("last-write upsert, then an unconditional delete");
+    assert_eq!(value(&mut c, "e").await, None);
+    save(&mut c, vec![item("e", "4")]).await.unwrap();
+    delete(&mut c, "e", Some("")).await.expect("a delete with an empty etag removes");
+    assert_eq!(value(&mut c, "e").await, None);
+    // ... unless first-write finds the key present, as without an etag.
+    save(&mut c, vec![item("e", "5")]).await.unwrap();
+    let req = DeleteStateRequest {
+        store_name: STORE.into(),
+        key: "e".into(),
+        etag: Some(Etag { value: String::new() }),
+        options: first_write(item("e", "")).options,
+        ..Default::default()
+    };
+    expect_code(c.delete_state(req).await, Code::Aborted);
+    assert_eq!(value(&mut c, "e").await.as_deref(), Some("5"));
 }
 
 #[tokio::test]
@@ -458,4 +492,50 @@ fn a_sidecar_on_its_own_thread_outlives_test_runtimes() {
         });
     }
     assert_eq!(sidecar.stored_keys(STORE), ["emulator||r0", "emulator||r1"]);
+}
+
+/// A JSON string of `bytes` bytes.
+fn big(bytes: usize) -> String {
+    format!("\"{}\"", "x".repeat(bytes - 2))
+}
+
+fn bulk_get(keys: &[&str]) -> GetBulkStateRequest {
+    GetBulkStateRequest {
+        store_name: STORE.into(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn messages_over_the_body_size_limit_are_resource_exhausted() {
+    assert_eq!(DEFAULT_MAX_BODY_SIZE, 4 << 20, "daprd's default --max-body-size");
+    let sidecar = Sidecar::builder().max_body_size(1 << 20).start().await.unwrap();
+    let mut c = client(&sidecar).await;
+    // Each value fits both ways; two do not fit in one answer.
+    save(&mut c, vec![item("a", &big(700_000))]).await.unwrap();
+    save(&mut c, vec![item("b", &big(700_000))]).await.unwrap();
+    assert_eq!(get(&mut c, "a").await.unwrap().data.len(), 700_000);
+    let items = c.get_bulk_state(bulk_get(&["b"])).await.unwrap().into_inner().items;
+    assert_eq!(items[0].data.len(), 700_000);
+    let status = expect_code(c.get_bulk_state(bulk_get(&["a", "b"])).await, Code::ResourceExhausted);
+    assert!(status.message().starts_with("grpc: trying to send message larger than max ("), "{status:?}");
+    assert!(status.message().ends_with(" vs. 1048576)"), "{status:?}");
+
+    // A request over the limit is refused before anything is applied.
+    let status = expect_code(save(&mut c, vec![item("c", &big(1_100_000))]).await, Code::ResourceExhausted);
+    assert!(status.message().starts_with("grpc: received message larger than max ("), "{status:?}");
+    let ops = vec![op("delete", item("a", "")), op("upsert", item("c", &big(1_100_000)))];
+    expect_code(transact(&mut c, ops).await, Code::ResourceExhausted);
+    assert_eq!(sidecar.stored_keys(STORE), ["emulator||a", "emulator||b"]);
+}
+
+#[tokio::test]
+async fn a_raised_body_size_limit_sends_larger_answers() {
+    let sidecar = Sidecar::builder().max_body_size(16 << 20).start().await.unwrap();
+    let mut c = client(&sidecar).await.max_decoding_message_size(16 << 20);
+    save(&mut c, vec![item("a", &big(3_000_000))]).await.unwrap();
+    save(&mut c, vec![item("b", &big(3_000_000))]).await.unwrap();
+    let items = c.get_bulk_state(bulk_get(&["a", "b"])).await.expect("one answer").into_inner().items;
+    assert_eq!(items.iter().map(|i| i.data.len()).sum::<usize>(), 6_000_000);
 }

@@ -3,13 +3,14 @@
 //! token, sidecar starting late or gone, key rules, error mapping.
 
 use std::{
+    future::Future,
     net::SocketAddr,
     sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use purista_core::{
-    ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, StoreConfig, backend::Backend,
+    ETag, ErrorKind, Json, Op, PutMode, PutOptions, StateStore, StateStoreExt, StoreConfig, backend::Backend,
 };
 use purista_dapr_sdk::{
     Concurrency, DaprConfig, DaprEventBridge, DaprEventBridgeConfig, DaprStateStore, GrpcError,
@@ -257,4 +258,329 @@ async fn slow_sidecar_times_out() {
     expect_kind(s.transaction(vec![Op::remove("slow")]).await, ErrorKind::Timeout);
     expect_kind(s.get_state(&["a", "b"]).await.map(drop), ErrorKind::Timeout);
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+// --- Values near the gRPC message limit (daprd's --max-body-size, 4 MiB by default).
+
+/// A JSON string value of about `bytes` bytes.
+fn big_value(bytes: usize, fill: char) -> Json {
+    Json::encode(&fill.to_string().repeat(bytes)).unwrap()
+}
+
+#[tokio::test]
+async fn values_readable_one_by_one_are_readable_together() {
+    let s = DaprStateStore::connect(config()).await.unwrap();
+    let (a, b, c) = (
+        purista_core::testkit::unique("big-a"),
+        purista_core::testkit::unique("big-b"),
+        purista_core::testkit::unique("big-c"),
+    );
+    // Each under the limit, any two together over it.
+    s.set_state(&a, big_value(3_000_000, 'a')).await.unwrap();
+    s.set_state(&b, big_value(3_000_000, 'b')).await.unwrap();
+    s.set(&c, &1).await.unwrap();
+    for key in [&a, &b] {
+        assert_eq!(s.get_value(key).await.unwrap().unwrap().as_bytes().len(), 3_000_002);
+    }
+    let names = [a.as_str(), "missing", b.as_str(), c.as_str(), a.as_str()];
+    let got = s.get_state(&names).await.expect("read together");
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[&a], Some(big_value(3_000_000, 'a')));
+    assert_eq!(got[&b], Some(big_value(3_000_000, 'b')));
+    assert_eq!(got["missing"], None);
+    assert_eq!(got[&c].as_ref().map(|j| j.as_bytes().to_vec()), Some(b"1".to_vec()));
+    for key in [&a, &b, &c] {
+        s.remove_state(key).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn many_names_over_the_request_limit_are_asked_in_parts() {
+    let sidecar = Sidecar::builder().max_body_size(2048).start().await.unwrap();
+    let s = DaprStateStore::connect(DaprConfig::default().endpoint(sidecar.endpoint())).await.unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("name-{i:04}-with-some-padding")).collect();
+    for key in keys.iter().step_by(7) {
+        s.set(key, key).await.unwrap();
+    }
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let got = s.get_state(&names).await.expect("read in parts");
+    assert_eq!(got.len(), keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let expected = (i % 7 == 0).then(|| Json::encode(key).unwrap());
+        assert_eq!(got[key], expected, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_value_over_the_client_limit_is_a_typed_error_naming_the_key() {
+    let small = DaprStateStore::connect(config().max_message_size(1 << 20)).await.unwrap();
+    let s = DaprStateStore::connect(config()).await.unwrap();
+    let (big, fine) = (purista_core::testkit::unique("over"), purista_core::testkit::unique("under"));
+    s.set_state(&big, big_value(2_000_000, 'x')).await.unwrap();
+    s.set(&fine, &7).await.unwrap();
+    let errors = [
+        small.get_state(&[fine.as_str(), big.as_str()]).await.map(drop),
+        small.get_value(&big).await.map(drop),
+        small.get_entry(&big).await.map(drop),
+    ];
+    for result in errors {
+        let err = result.expect_err("over this client's limit");
+        assert_eq!(err.kind(), ErrorKind::Backend, "not the caller's value at fault: {err:?}");
+        assert_eq!(err.key(), Some(big.as_str()), "{err:?}");
+        assert!(err.message().contains("message size limit"), "{err}");
+    }
+    assert_eq!(small.get::<i32>(&fine).await.unwrap(), Some(7));
+    s.remove_state(&big).await.unwrap();
+    s.remove_state(&fine).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_value_over_the_sidecar_limit_is_an_invalid_value() {
+    let s = DaprStateStore::connect(config()).await.unwrap();
+    let key = purista_core::testkit::unique("too-big");
+    let err = expect_kind(s.set_state(&key, big_value(5_000_000, 'x')).await, ErrorKind::InvalidValue);
+    assert_eq!(err.key(), Some(key.as_str()));
+    assert_eq!(grpc_code(&err), Some(tonic::Code::ResourceExhausted));
+    let ops = vec![Op::put(&key, big_value(5_000_000, 'x'))];
+    expect_kind(s.transaction(ops).await, ErrorKind::InvalidValue);
+    assert_eq!(s.get::<String>(&key).await.unwrap(), None);
+}
+
+// --- An empty ETag is one no value ever has: a conditional operation with it fails.
+
+#[tokio::test]
+async fn an_empty_etag_never_matches() {
+    let s = DaprStateStore::connect(config()).await.unwrap();
+    let (missing, present) =
+        (purista_core::testkit::unique("etag-missing"), purista_core::testkit::unique("etag-present"));
+    s.set(&present, &1).await.unwrap();
+    let empty = || ETag::new("");
+    // Through the backend itself, whatever the core checks first.
+    for key in [&missing, &present] {
+        let err = expect_kind(
+            Backend::write(&s, key, Json::from(json!(2)), &PutOptions::update(empty())).await,
+            ErrorKind::Conflict,
+        );
+        assert_eq!(err.key(), Some(key.as_str()));
+        let err = expect_kind(Backend::delete(&s, key, Some(&empty())).await, ErrorKind::Conflict);
+        assert_eq!(err.key(), Some(key.as_str()));
+        let ops = vec![
+            Op::put(&missing, Json::from(json!(3))),
+            Op::put_with(key, Json::from(json!(2)), PutOptions::update(empty())),
+        ];
+        let err = expect_kind(Backend::apply(&s, ops).await, ErrorKind::Conflict);
+        assert_eq!(err.key(), Some(key.as_str()));
+        let err =
+            expect_kind(Backend::apply(&s, vec![Op::remove_if(key, empty())]).await, ErrorKind::Conflict);
+        assert_eq!(err.key(), Some(key.as_str()));
+    }
+    // And through the store.
+    expect_kind(
+        s.put(&missing, Json::from(json!(2)), PutOptions::update(empty())).await,
+        ErrorKind::Conflict,
+    );
+    expect_kind(s.remove(&present, Some(&empty())).await, ErrorKind::Conflict);
+    assert_eq!(s.get::<i32>(&missing).await.unwrap(), None, "no write happened");
+    assert_eq!(s.get::<i32>(&present).await.unwrap(), Some(1), "no write or remove happened");
+    s.remove_state(&present).await.unwrap();
+}
+
+// --- Errors on read paths name the caller's key.
+
+#[tokio::test]
+async fn read_errors_name_the_key() {
+    let sidecar = Sidecar::builder().delay(Duration::from_secs(3)).start().await.unwrap();
+    let config =
+        DaprConfig::default().endpoint(sidecar.endpoint()).request_timeout(Duration::from_millis(200));
+    let s = DaprStateStore::connect(config).await.unwrap();
+    let errors = [
+        s.get_state(&["k1"]).await.map(drop),
+        s.get_value("k1").await.map(drop),
+        s.get_entry("k1").await.map(drop),
+    ];
+    for result in errors {
+        let err = expect_kind(result, ErrorKind::Timeout);
+        assert_eq!(err.key(), Some("k1"), "{err:?}");
+    }
+    let s = DaprStateStore::connect(self::config().store_name("no-such-store")).await.unwrap();
+    let errors = [
+        s.get_state(&["k2"]).await.map(drop),
+        s.get_value("k2").await.map(drop),
+        s.get_entry("k2").await.map(drop),
+    ];
+    for result in errors {
+        let err = expect_kind(result, ErrorKind::InvalidArgument);
+        assert_eq!(err.key(), Some("k2"), "{err:?}");
+    }
+}
+
+// --- Handles sharing one connection.
+
+#[tokio::test]
+async fn destroying_one_handle_leaves_the_others_working() {
+    let bridge_config = DaprEventBridgeConfig::default()
+        .with_dapr(DaprConfig::default().endpoint(sidecar().endpoint()))
+        .api_token(TOKEN);
+    let bridge = DaprEventBridge::connect(bridge_config).await.unwrap();
+    let first = bridge.state_store();
+    let scoped = first.with_store_config(StoreConfig::default().key_prefix("scoped:"));
+    let clone = first.clone();
+    let key = purista_core::testkit::unique("destroy");
+    first.set(&key, &1).await.unwrap();
+    first.destroy().await.expect("destroy");
+    clone.set(&key, &2).await.expect("a clone still works");
+    assert_eq!(scoped.get::<i32>(&key).await.unwrap(), None);
+    scoped.set(&key, &3).await.expect("a store with another config still works");
+    assert_eq!(bridge.state_store().get::<i32>(&key).await.unwrap(), Some(2));
+    bridge.state_store().remove_state(&key).await.unwrap();
+    scoped.remove_state(&key).await.unwrap();
+}
+
+// --- Several store instances (each its own connection) on one sidecar.
+
+const INSTANCES: usize = 8;
+/// Bounds every retry loop: a conflict storm never spins forever.
+const MAX_CONFLICTS: u32 = 100_000;
+
+/// A sidecar on the test's multi-threaded runtime (its handlers run in
+/// parallel) and `INSTANCES` stores on it, each with its own channel. The
+/// long timeout keeps every answer definite: a timeout would leave a write
+/// possibly applied, which no exactly-once count can include.
+async fn instances() -> (Sidecar, Vec<DaprStateStore>) {
+    let sidecar = Sidecar::start().await.unwrap();
+    let mut stores = Vec::with_capacity(INSTANCES);
+    for _ in 0..INSTANCES {
+        let config =
+            DaprConfig::default().endpoint(sidecar.endpoint()).request_timeout(Duration::from_secs(60));
+        stores.push(DaprStateStore::connect(config).await.unwrap());
+    }
+    (sidecar, stores)
+}
+
+/// Runs `work(instance index, store)` on every instance at once, after a barrier.
+async fn on_every_instance<T, F, Fut>(stores: Vec<DaprStateStore>, work: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize, DaprStateStore) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(stores.len()));
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let barrier = barrier.clone();
+            let work = work(i, s);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.expect("instance task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cas_counter_across_instances_is_exact() {
+    const INCREMENTS: u64 = 25;
+    let (sidecar, stores) = instances().await;
+    on_every_instance(stores, |_, s| async move {
+        let mut conflicts = 0u32;
+        for _ in 0..INCREMENTS {
+            loop {
+                let (n, mode) = match s.get_entry("counter").await.expect("read") {
+                    Some(e) => (e.value.decode::<u64>().unwrap(), PutMode::Update(e.etag)),
+                    None => (0, PutMode::Create),
+                };
+                match s.put("counter", Json::encode(&(n + 1)).unwrap(), PutOptions { mode, ttl: None }).await
+                {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        conflicts += 1;
+                        assert!(conflicts < MAX_CONFLICTS, "no progress");
+                    }
+                    Err(e) => panic!("increment failed: {e:?}"),
+                }
+            }
+        }
+    })
+    .await;
+    let check = DaprStateStore::connect(DaprConfig::default().endpoint(sidecar.endpoint())).await.unwrap();
+    assert_eq!(check.get::<u64>("counter").await.unwrap(), Some(INSTANCES as u64 * INCREMENTS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_create_only_write_wins() {
+    const ROUNDS: usize = 20;
+    let (sidecar, stores) = instances().await;
+    let outcomes = on_every_instance(stores, |i, s| async move {
+        let mut won = Vec::new();
+        for round in 0..ROUNDS {
+            let key = format!("create-{round}");
+            match s.put(&key, Json::encode(&i).unwrap(), PutOptions::create()).await {
+                Ok(_) => won.push(round),
+                Err(e) if e.kind() == ErrorKind::Conflict => assert_eq!(e.key(), Some(key.as_str())),
+                Err(e) => panic!("create failed: {e:?}"),
+            }
+        }
+        (i, won)
+    })
+    .await;
+    let check = DaprStateStore::connect(DaprConfig::default().endpoint(sidecar.endpoint())).await.unwrap();
+    for round in 0..ROUNDS {
+        let winners: Vec<usize> =
+            outcomes.iter().filter(|(_, won)| won.contains(&round)).map(|(i, _)| *i).collect();
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let stored = check.get::<usize>(&format!("create-{round}")).await.unwrap();
+        assert_eq!(stored, Some(winners[0]), "round {round}: the winner's value is stored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contended_transactions_are_all_or_nothing() {
+    const TRANSFERS: usize = 15;
+    let (sidecar, stores) = instances().await;
+    stores[0].set("a", &0i64).await.unwrap();
+    stores[0].set("b", &0i64).await.unwrap();
+    // Each transfer moves 1 from a to b, both under their ETags, and creates
+    // its own receipt (create-only) in the same transaction: a transaction
+    // applied in part would leave a receipt behind and make its retry
+    // conflict for ever, or break a + b = 0.
+    let done = on_every_instance(stores, |i, s| async move {
+        let mut conflicts = 0u32;
+        for t in 0..TRANSFERS {
+            let receipt = format!("receipt-{i}-{t}");
+            loop {
+                let a = s.get_entry("a").await.expect("read a").expect("a exists");
+                let b = s.get_entry("b").await.expect("read b").expect("b exists");
+                let (va, vb) = (a.value.decode::<i64>().unwrap(), b.value.decode::<i64>().unwrap());
+                let ops = vec![
+                    Op::put_with("a", Json::encode(&(va - 1)).unwrap(), PutOptions::update(a.etag)),
+                    Op::put_with(&receipt, Json::encode(&t).unwrap(), PutOptions::create()),
+                    Op::put_with("b", Json::encode(&(vb + 1)).unwrap(), PutOptions::update(b.etag)),
+                ];
+                match s.transaction(ops).await {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        assert_ne!(e.key(), Some(receipt.as_str()), "a failed transaction left its receipt");
+                        conflicts += 1;
+                        assert!(conflicts < MAX_CONFLICTS, "no progress");
+                    }
+                    Err(e) => panic!("transfer failed: {e:?}"),
+                }
+            }
+        }
+        TRANSFERS
+    })
+    .await;
+    let total: usize = done.iter().sum();
+    let check = DaprStateStore::connect(DaprConfig::default().endpoint(sidecar.endpoint())).await.unwrap();
+    assert_eq!(check.get::<i64>("a").await.unwrap(), Some(-(total as i64)));
+    assert_eq!(check.get::<i64>("b").await.unwrap(), Some(total as i64));
+    let receipts = sidecar.stored_keys("statestore").iter().filter(|k| k.contains("||receipt-")).count();
+    assert_eq!(receipts, total, "one receipt per transfer");
 }

@@ -13,7 +13,8 @@
 //! - ETags are decimal version numbers: a malformed ETag is
 //!   `InvalidArgument`, a mismatch (an ETag on a missing key included) is
 //!   `Aborted`. First-write concurrency without an ETag inserts only.
-//!   An empty ETag counts as none; a delete without an ETag always succeeds.
+//!   An empty ETag counts as none (components test `HasETag()`); a delete
+//!   without an ETag succeeds unless first-write finds the key present.
 //! - Multi-item `SaveState` and `DeleteBulkState` check every condition
 //!   before applying anything (as the in-memory component does).
 //! - Item metadata `ttlInSeconds` (an integer; `-1`, `0` or leaving it out
@@ -28,6 +29,12 @@
 //!   metadata, or with another token, is `Unauthenticated`.
 //! - An unknown store name is `InvalidArgument` (`state store <name> is not
 //!   found`).
+//! - A request or an answer over the size limit (daprd's `--max-body-size`,
+//!   4 MiB by default, which daprd sets as gRPC's receive and send limits)
+//!   is `ResourceExhausted`, with grpc-go's messages (`grpc: received
+//!   message larger than max (N vs. M)`, `grpc: trying to send message
+//!   larger than max (N vs. M)`): two 3 MB values can be saved and read one
+//!   by one, but not read in one `GetBulkState`.
 //! - `GET /v1.0/healthz/outbound` answers 204 on the same port (the real
 //!   sidecar uses a separate HTTP port).
 //!
@@ -63,6 +70,9 @@ use self::service::{Emulator, State};
 
 /// The default state store component name (`statestore`, as `dapr init` names it).
 pub const DEFAULT_STORE: &str = "statestore";
+/// daprd's default `--max-body-size` (4 MiB), its gRPC message size limit
+/// both ways.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4 << 20;
 
 /// A running sidecar emulator; shut down when dropped.
 pub struct Sidecar {
@@ -145,6 +155,7 @@ pub struct SidecarBuilder {
     addr: SocketAddr,
     transactions: bool,
     delay: Duration,
+    max_body_size: usize,
 }
 
 impl fmt::Debug for SidecarBuilder {
@@ -156,13 +167,15 @@ impl fmt::Debug for SidecarBuilder {
             .field("addr", &self.addr)
             .field("transactions", &self.transactions)
             .field("delay", &self.delay)
+            .field("max_body_size", &self.max_body_size)
             .finish()
     }
 }
 
 impl Default for SidecarBuilder {
     /// App id `emulator`, one store named [`DEFAULT_STORE`], no API token,
-    /// transactions on, a free port on 127.0.0.1.
+    /// transactions on, daprd's message size limit
+    /// ([`DEFAULT_MAX_BODY_SIZE`]), a free port on 127.0.0.1.
     fn default() -> Self {
         SidecarBuilder {
             app_id: "emulator".into(),
@@ -171,6 +184,7 @@ impl Default for SidecarBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             transactions: true,
             delay: Duration::ZERO,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
         }
     }
 }
@@ -219,6 +233,13 @@ impl SidecarBuilder {
         self
     }
 
+    /// The gRPC message size limit, both ways (daprd's `--max-body-size`;
+    /// default [`DEFAULT_MAX_BODY_SIZE`]).
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
     /// Binds and serves on the current Tokio runtime; serving ends when the
     /// [`Sidecar`] is dropped or the runtime shuts down.
     pub async fn start(self) -> io::Result<Sidecar> {
@@ -255,7 +276,13 @@ impl SidecarBuilder {
         let stores: HashMap<String, service::Store> =
             self.stores.iter().map(|s| (s.clone(), service::Store::default())).collect();
         let state = Arc::new(Mutex::new(State::new(stores)));
-        let emulator = Emulator::new(self.app_id.clone(), state.clone(), self.transactions, self.delay);
+        let emulator = Emulator::new(
+            self.app_id.clone(),
+            state.clone(),
+            self.transactions,
+            self.delay,
+            self.max_body_size,
+        );
         let routes = service::routes(emulator, self.api_token);
         let (tx, rx) = oneshot::channel::<()>();
         let connections = Arc::new(Mutex::new(Vec::new()));

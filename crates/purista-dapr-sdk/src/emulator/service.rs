@@ -15,7 +15,12 @@ use dapr::dapr::proto::{
     },
 };
 use parking_lot::Mutex;
-use tonic::{Request, Response, Status, Streaming, codegen::tokio_stream::Empty, service::Routes};
+use prost::Message;
+use tonic::{
+    Request, Response, Status, Streaming,
+    codegen::tokio_stream::Empty,
+    service::{Routes, interceptor::InterceptedService},
+};
 
 use crate::{API_TOKEN_HEADER, TTL_EXPIRE_TIME_KEY, TTL_KEY};
 
@@ -206,11 +211,42 @@ pub(crate) struct Emulator {
     state: Arc<Mutex<State>>,
     transactions: bool,
     delay: Duration,
+    max_body_size: usize,
 }
 
 impl Emulator {
-    pub(crate) fn new(app_id: String, state: Arc<Mutex<State>>, transactions: bool, delay: Duration) -> Self {
-        Emulator { app_id: app_id.into(), state, transactions, delay }
+    pub(crate) fn new(
+        app_id: String,
+        state: Arc<Mutex<State>>,
+        transactions: bool,
+        delay: Duration,
+        max_body_size: usize,
+    ) -> Self {
+        Emulator { app_id: app_id.into(), state, transactions, delay, max_body_size }
+    }
+
+    /// daprd's receive limit, with grpc-go's answer.
+    fn receive<T: Message>(&self, request: Request<T>) -> Result<T, Status> {
+        let len = request.get_ref().encoded_len();
+        if len > self.max_body_size {
+            return Err(Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({len} vs. {})",
+                self.max_body_size
+            )));
+        }
+        Ok(request.into_inner())
+    }
+
+    /// daprd's send limit, with grpc-go's answer.
+    fn send<T: Message>(&self, response: T) -> Result<Response<T>, Status> {
+        let len = response.encoded_len();
+        if len > self.max_body_size {
+            return Err(Status::resource_exhausted(format!(
+                "grpc: trying to send message larger than max ({len} vs. {})",
+                self.max_body_size
+            )));
+        }
+        Ok(Response::new(response))
     }
 
     /// Holds every state call back by the configured delay.
@@ -270,7 +306,11 @@ fn token_check(expected: Option<String>) -> impl tonic::service::Interceptor + C
 
 /// The gRPC service behind the token check, plus the HTTP health check.
 pub(crate) fn routes(emulator: Emulator, api_token: Option<String>) -> Routes {
-    let grpc = DaprServer::with_interceptor(emulator, token_check(api_token));
+    // The size limit is the handlers' (`receive`, `send`), with daprd's
+    // status code: tonic's own limits answer `OutOfRange`.
+    let server =
+        DaprServer::new(emulator).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+    let grpc = InterceptedService::new(server, token_check(api_token));
     let router = Routes::new(grpc)
         .into_axum_router()
         .route("/v1.0/healthz/outbound", axum::routing::get(|| async { axum::http::StatusCode::NO_CONTENT }));
@@ -302,22 +342,22 @@ dapr_service! {
         type DecryptAlpha1Stream = Empty<Result<rt::DecryptResponse, Status>>;
 
         async fn get_state(&self, request: Request<rt::GetStateRequest>) -> Result<Response<rt::GetStateResponse>, Status> {
+            let req = self.receive(request)?;
             self.pause().await;
-            let req = request.into_inner();
             let item = self.get_item(&req.store_name, &req.key)?;
             let response = match item {
                 Some(i) => rt::GetStateResponse { metadata: i.metadata(), etag: i.version.to_string(), data: i.value },
                 None => rt::GetStateResponse::default(),
             };
-            Ok(Response::new(response))
+            self.send(response)
         }
 
         async fn get_bulk_state(
             &self,
             request: Request<rt::GetBulkStateRequest>,
         ) -> Result<Response<rt::GetBulkStateResponse>, Status> {
+            let req = self.receive(request)?;
             self.pause().await;
-            let req = request.into_inner();
             let keys = req.keys.iter().map(|k| self.stored_key(k)).collect::<Result<Vec<_>, _>>()?;
             let now = SystemTime::now();
             let mut state = self.state.lock();
@@ -337,12 +377,13 @@ dapr_service! {
                     None => rt::BulkStateItem { key, ..Default::default() },
                 })
                 .collect();
-            Ok(Response::new(rt::GetBulkStateResponse { items }))
+            drop(state);
+            self.send(rt::GetBulkStateResponse { items })
         }
 
         async fn save_state(&self, request: Request<rt::SaveStateRequest>) -> Result<Response<()>, Status> {
+            let req = self.receive(request)?;
             self.pause().await;
-            let req = request.into_inner();
             let context = format!("failed saving state in state store {}", req.store_name);
             self.state.lock().store(&req.store_name)?;
             let changes = req
@@ -359,8 +400,8 @@ dapr_service! {
         }
 
         async fn delete_state(&self, request: Request<rt::DeleteStateRequest>) -> Result<Response<()>, Status> {
+            let req = self.receive(request)?;
             self.pause().await;
-            let req = request.into_inner();
             let context = format!("failed deleting state with key {}", req.key);
             let item = StateItem { key: req.key, etag: req.etag, options: req.options, ..Default::default() };
             self.delete(&req.store_name, vec![item], &context)
@@ -370,8 +411,8 @@ dapr_service! {
             &self,
             request: Request<rt::DeleteBulkStateRequest>,
         ) -> Result<Response<()>, Status> {
+            let req = self.receive(request)?;
             self.pause().await;
-            let req = request.into_inner();
             let context = format!("failed deleting state in state store {}", req.store_name);
             self.delete(&req.store_name, req.states, &context)
         }
@@ -380,8 +421,8 @@ dapr_service! {
             &self,
             request: Request<rt::ExecuteStateTransactionRequest>,
         ) -> Result<Response<()>, Status> {
+            let req = self.receive(request)?;
             self.pause().await;
-            let req = request.into_inner();
             self.state.lock().store(&req.store_name)?;
             if !self.transactions {
                 return Err(Status::unimplemented(format!(
