@@ -5,7 +5,7 @@
 use std::{
     future::Future,
     net::SocketAddr,
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
