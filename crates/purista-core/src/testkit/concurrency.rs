@@ -70,12 +70,14 @@ pub struct Workload {
 }
 
 impl Default for Workload {
-    /// Six clients, three keys, 60 operations each.
+    /// Eight clients, four keys, 250 operations each: some 2,000 calls,
+    /// enough for races to meet on every key, a few seconds against a
+    /// local server on a loaded 2-core machine.
     fn default() -> Self {
         Workload {
-            instances: 6,
-            keys: 3,
-            ops_per_client: 60,
+            instances: 8,
+            keys: 4,
+            ops_per_client: 250,
             mix: Mix::default(),
             think: Duration::ZERO,
             op_timeout: Duration::from_secs(10),
