@@ -19,6 +19,8 @@ use crate::{
     key::{MAX_KEY_BYTES, join, strip, validate_key},
 };
 
+pub use crate::handle::Handle;
+
 /// The longest TTL accepted (what every backend here can represent).
 pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
 

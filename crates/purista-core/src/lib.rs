@@ -37,6 +37,7 @@ pub mod backend;
 mod config;
 mod error;
 mod ext;
+mod handle;
 mod json;
 mod key;
 mod memory;

@@ -73,10 +73,7 @@
 use std::{
     fmt,
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -94,7 +91,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use purista_core::{
     Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result,
-    StoreConfig, WatchEvent, WatchKind, WatchStream, backend::Backend,
+    StoreConfig, WatchEvent, WatchKind, WatchStream,
+    backend::{Backend, Handle},
 };
 
 pub use async_nats;
@@ -447,7 +445,6 @@ impl NatsStateStoreBuilder {
         let marker_ttl = bucket::marker_ttl(&kv);
         Ok(NatsStateStore {
             inner: Arc::new(Inner {
-                handles: AtomicUsize::new(1),
                 history,
                 marker_ttl,
                 js,
@@ -465,7 +462,7 @@ impl NatsStateStoreBuilder {
                 tx_reason,
             }),
             config: self.config,
-            released: AtomicBool::new(false),
+            handle: Handle::new(),
         })
     }
 }
@@ -482,34 +479,19 @@ fn version(v: &str) -> (u32, u32) {
 /// stores) are handles on one connection: [`destroy`](purista_core::StateStore::destroy)
 /// releases the handle it is called on, and the connection closes when the
 /// last handle is destroyed or dropped. Build it with [`NatsStateStore::builder`].
+#[derive(Clone)]
 pub struct NatsStateStore {
     inner: Arc<Inner>,
     config: StoreConfig,
-    /// Whether this handle was destroyed (it counts no longer).
-    released: AtomicBool,
-}
-
-impl Clone for NatsStateStore {
-    fn clone(&self) -> Self {
-        self.with_config(self.config.clone())
-    }
-}
-
-impl Drop for NatsStateStore {
-    fn drop(&mut self) {
-        // The connection itself closes once async-nats's last client is gone.
-        if !self.released.swap(true, Ordering::AcqRel) {
-            self.inner.handles.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+    /// This handle's share of the connection (which closes by itself once
+    /// async-nats's last client is gone).
+    handle: Handle,
 }
 
 struct Inner {
     client: Client,
     /// Whether the store opened the connection (and closes it on destroy).
     owned: bool,
-    /// Handles not yet destroyed or dropped.
-    handles: AtomicUsize,
     /// Revisions kept per key (`max_messages_per_subject`; below 1: unlimited).
     history: i64,
     /// How long the server keeps expiry markers (it raises shorter TTLs to
@@ -877,8 +859,7 @@ impl Backend for NatsStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        self.inner.handles.fetch_add(1, Ordering::AcqRel);
-        NatsStateStore { inner: self.inner.clone(), config, released: AtomicBool::new(false) }
+        NatsStateStore { inner: self.inner.clone(), config, handle: self.handle.another() }
     }
 
     fn supports(&self) -> Capabilities {
@@ -1069,11 +1050,7 @@ impl Backend for NatsStateStore {
 
     async fn close(&self) -> Result<()> {
         // Only this handle's share: the connection goes with the last one.
-        if self.released.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let last = self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1;
-        if last && self.inner.owned {
+        if self.handle.release() && self.inner.owned {
             self.inner.client.drain().await.map_err(|e| error::wrap("drain", None, e))?;
         }
         Ok(())

@@ -68,11 +68,11 @@
 //!   sees other clients' writes. Writes by other clients are seen through the
 //!   notification and their value is read when it arrives (a value removed
 //!   in between is reported by its `Removed` event only). In Cluster mode the
-//!   primaries known when `watch` is called are watched. A watcher
-//!   re-subscribes by itself after a reconnect and first yields an
-//!   `Unavailable` error saying so: Redis keeps no pub/sub messages for a
-//!   connection that is gone, so changes made meanwhile were not seen (read
-//!   afresh if that matters). The stream goes on after it.
+//!   watcher follows the primaries as the topology changes. A watcher
+//!   converges (its last event for a key matches the key's final state) and
+//!   loses nothing unless it yields an error saying so: after falling
+//!   behind, after a reconnect, after a Cluster topology change (README).
+//!   Read afresh after such an error if that matters; the stream goes on.
 //!
 //! # Connections, retries and the "never twice" rule
 //!
@@ -127,7 +127,8 @@ use fred::{
 use futures_util::{TryStreamExt, future::try_join_all};
 use purista_core::{
     Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StoreConfig,
-    WatchStream, backend::Backend,
+    WatchStream,
+    backend::{Backend, Handle},
 };
 
 pub use fred;
@@ -150,11 +151,16 @@ pub const DEFAULT_SENTINEL_WAIT: (u32, Duration) = (1, Duration::from_millis(500
 /// The name this store has in traces.
 pub const STORE_NAME: &str = "RedisStateStore";
 
-/// The state store on Redis. Cheap to clone (clones share connections).
+/// The state store on Redis. Cheap to clone: clones and scoped stores are
+/// handles on the same connections, and `destroy` releases the handle it is
+/// called on (the connections close with the last one).
 #[derive(Clone)]
 pub struct RedisStateStore {
     inner: Arc<Inner>,
     config: StoreConfig,
+    /// This handle's share of the connections (clones and scoped stores are
+    /// handles too): `destroy` closes them with the last one.
+    handle: Handle,
 }
 
 struct Inner {
@@ -172,6 +178,8 @@ struct Inner {
     /// Whether upserts must go through the write script so that watchers get
     /// their values (see [`RedisStateStore::values_watched`]).
     watchers: Watchers,
+    /// The running watchers, stopped by `close`.
+    watches: watch::Watches,
 }
 
 /// What the store knows about watchers, to let plain upserts be a plain
@@ -429,8 +437,9 @@ impl RedisStateStore {
             replicas: None,
             follower,
             watchers: Watchers::default(),
+            watches: watch::Watches::default(),
         };
-        RedisStateStore { inner: Arc::new(inner), config }
+        RedisStateStore { inner: Arc::new(inner), config, handle: Handle::new() }
     }
 
     /// The fred pool, for commands this crate does not cover.
@@ -621,7 +630,7 @@ impl Backend for RedisStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        RedisStateStore { inner: Arc::clone(&self.inner), config }
+        RedisStateStore { inner: Arc::clone(&self.inner), config, handle: self.handle.another() }
     }
 
     fn supports(&self) -> Capabilities {
@@ -757,7 +766,12 @@ impl Backend for RedisStateStore {
     }
 
     async fn close(&self) -> Result<()> {
+        // Only this handle's share: other handles keep the connections.
+        if !self.handle.release() {
+            return Ok(());
+        }
         drop(self.inner.follower.lock().take());
+        self.inner.watches.close();
         if self.inner.owned {
             self.inner.pool.quit().await.map_err(|e| self.err(e, "QUIT"))?;
         }
@@ -770,8 +784,21 @@ impl RedisStateStore {
         &self.inner.target
     }
 
+    /// A copy for the store's own tasks, holding no share of the connections.
+    pub(crate) fn detached(&self) -> RedisStateStore {
+        RedisStateStore {
+            inner: Arc::clone(&self.inner),
+            config: self.config.clone(),
+            handle: Handle::detached(),
+        }
+    }
+
     pub(crate) fn cluster(&self) -> bool {
         self.inner.cluster
+    }
+
+    pub(crate) fn watches(&self) -> &watch::Watches {
+        &self.inner.watches
     }
 
     /// Reads one value for a watch event.

@@ -1,21 +1,27 @@
 //! Watch against a real `redis-server` started here on a free loopback port
 //! (skipped, saying why, when the binary is missing): values written by other
-//! clients, values gone before the watcher could read them, transactions, and
-//! a watcher surviving a server restart.
+//! clients, values gone before the watcher could read them, transactions, a
+//! watcher surviving a server restart, bursts, lag, ordering, expiry, destroy,
+//! and the generic watch cases of `purista_core::testkit`.
 
 use std::{
+    collections::HashMap,
     process::{Child, Command, Stdio},
-    time::Duration,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-use futures_util::StreamExt;
-use purista_core::{Json, Op, StateStore, StateStoreExt, WatchEvent, WatchKind, WatchStream};
+use futures_util::{StreamExt, future::join_all};
+use purista_core::{
+    Json, Op, StateStore, StateStoreExt, StoreConfig, WatchEvent, WatchKind, WatchStream, testkit,
+};
 use purista_redis_state_store::{
     RedisStateStore,
     fred::{
         clients::Client,
         interfaces::{ClientLike, KeysInterface},
         prelude::Config,
+        types::{ClusterHash, CustomCommand, Value},
     },
 };
 
@@ -50,6 +56,9 @@ impl Server {
                 "",
                 "--appendonly",
                 "no",
+                // `DEBUG SET-ACTIVE-EXPIRE 0`: keys then expire only when touched.
+                "--enable-debug-command",
+                "local",
             ])
             .stdout(Stdio::null())
             .spawn();
@@ -182,4 +191,269 @@ async fn watch_survives_a_server_restart() {
     let gap = gap.expect("the reconnection is reported before later events");
     assert_eq!(gap.kind(), purista_core::ErrorKind::Unavailable, "{gap}");
     assert!(gap.to_string().contains("re-established"), "{gap}");
+}
+
+async fn raw(server: &Server) -> Client {
+    let raw = Client::new(Config::from_url(&server.url()).unwrap(), None, None, None);
+    raw.init().await.unwrap();
+    raw
+}
+
+async fn command(raw: &Client, name: &'static str, args: Vec<&str>) -> Value {
+    raw.custom(CustomCommand::new_static(name, ClusterHash::Random, false), args).await.unwrap()
+}
+
+/// Follows `events` until the last event of each key in `want` matches it
+/// (`None`: removed or expired; `Some(json)`: set to that JSON text) and the
+/// stream has been quiet for 500 ms. Panics on an error event, or when that
+/// does not happen within 20 s, naming the keys that differ.
+async fn converge(events: &mut WatchStream, want: &HashMap<String, Option<String>>) {
+    let mut last: HashMap<String, Option<String>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut quiet_since = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+            Ok(Some(Ok(e))) => {
+                quiet_since = Instant::now();
+                let value = match e.kind {
+                    WatchKind::Set { value, .. } => Some(value.as_str().unwrap().to_owned()),
+                    _ => None,
+                };
+                last.insert(e.key, value);
+            }
+            Ok(Some(Err(e))) => panic!("the watcher lost events: {e}"),
+            Ok(None) => panic!("the watch stream ended"),
+            Err(_) => {
+                let right = want.iter().all(|(k, v)| last.get(k) == Some(v));
+                if right && quiet_since.elapsed() >= Duration::from_millis(500) {
+                    return;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let wrong: Vec<String> = want
+                .iter()
+                .filter(|(k, v)| last.get(*k) != Some(*v))
+                .take(10)
+                .map(|(k, v)| format!("{k}: last event {:?}, store holds {v:?}", last.get(k)))
+                .collect();
+            panic!("no convergence within 20 s:\n  {}", wrong.join("\n  "));
+        }
+    }
+}
+
+/// Defect: a transaction of 50 writes yielded 32 events and "fell behind"
+/// errors (fred's broadcast channels hold 32 messages by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_loses_nothing() {
+    let Some(server) = Server::start() else { return };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let mut events = store.watch("b:").await.unwrap();
+    for round in 0..5 {
+        let ops: Vec<Op> =
+            (0..100).map(|i| Op::put(format!("b:{round}:{i}"), Json::encode(&i).unwrap())).collect();
+        store.transaction(ops).await.unwrap();
+        for i in 0..100 {
+            let e = next(&mut events).await;
+            assert_eq!(e.key, format!("b:{round}:{i}"), "in order, none missing");
+            assert!(matches!(&e.kind, WatchKind::Set { value, .. } if value.decode::<i32>().unwrap() == i));
+        }
+    }
+    store.destroy().await.unwrap();
+}
+
+/// Defect: after falling behind, the counts of notifications still expected
+/// for the watcher's own writes were kept, so a later foreign write to the
+/// same key was taken for one of them and swallowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_falling_behind_a_foreign_write_is_seen() {
+    let Some(server) = Server::start() else { return };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let raw = raw(&server).await;
+    let mut events = store.watch("lag:").await.unwrap();
+    // Nobody reads while 6,000 changes arrive: more than any buffer holds.
+    let ops: Vec<Op> = (0..6000).map(|i| Op::put("lag:k", Json::encode(&i).unwrap())).collect();
+    store.transaction(ops).await.unwrap();
+    let mut errors = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Caught up: the error was yielded and the stream went quiet.
+    loop {
+        assert!(Instant::now() < deadline, "the watcher did not catch up");
+        match tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => {
+                assert!(e.to_string().contains("fell behind"), "{e}");
+                errors += 1;
+            }
+            Ok(None) => panic!("stream ended"),
+            Err(_) if errors > 0 => break,
+            Err(_) => {}
+        }
+    }
+    let _: () = raw.set("lag:k", r#""foreign""#, None, None, false).await.unwrap();
+    loop {
+        let e = next(&mut events).await;
+        if matches!(&e.kind, WatchKind::Set { value, .. } if value.as_str() == Some(r#""foreign""#)) {
+            break;
+        }
+    }
+    raw.quit().await.unwrap();
+    store.destroy().await.unwrap();
+}
+
+/// Defect: values (published by the store's writes) and keyspace
+/// notifications (every writer) arrive on two channels; taken out of order,
+/// a foreign remove between two own writes came last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_writes_and_foreign_removes_converge() {
+    let Some(server) = Server::start() else { return };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let raw = raw(&server).await;
+    let mut events = store.watch("o:").await.unwrap();
+    for round in 0..10 {
+        let keys: Vec<String> = (0..50).map(|i| format!("o:{round}:{i}")).collect();
+        join_all(keys.iter().map(|k| {
+            let (store, raw) = (&store, &raw);
+            async move {
+                store.set(k, &1).await.unwrap();
+                let _: i64 = raw.del(k.as_str()).await.unwrap();
+                store.set(k, &2).await.unwrap();
+            }
+        }))
+        .await;
+        let want = keys.iter().map(|k| (k.clone(), Some("2".to_owned()))).collect();
+        converge(&mut events, &want).await;
+    }
+    raw.quit().await.unwrap();
+    store.destroy().await.unwrap();
+}
+
+/// Defect: a write over a key that had expired but was not yet purged
+/// (Redis expires it when the write touches it) was reported as `Set`, then
+/// `Expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_over_an_expired_key_ends_with_its_set() {
+    let Some(server) = Server::start() else { return };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let raw = raw(&server).await;
+    // Keys expire only when touched: the write below is what expires it.
+    command(&raw, "DEBUG", vec!["SET-ACTIVE-EXPIRE", "0"]).await;
+    let mut events = store.watch("x:").await.unwrap();
+    let mut want = HashMap::new();
+    for i in 0..10 {
+        let key = format!("x:{i}");
+        store.set_with_ttl(&key, &1, Duration::from_millis(20)).await.unwrap();
+        want.insert(key, Some("2".to_owned()));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for key in want.keys() {
+        store.set(key, &2).await.unwrap();
+    }
+    converge(&mut events, &want).await;
+    command(&raw, "DEBUG", vec!["SET-ACTIVE-EXPIRE", "1"]).await;
+    raw.quit().await.unwrap();
+    store.destroy().await.unwrap();
+}
+
+/// Connections holding a pattern subscription (`psub` > 0 in `CLIENT LIST`).
+async fn watcher_connections(raw: &Client) -> usize {
+    let list = command(raw, "CLIENT", vec!["LIST"]).await.as_string().unwrap_or_default();
+    list.lines().filter(|l| l.split(' ').any(|f| f.starts_with("psub=") && f != "psub=0")).count()
+}
+
+async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if ok().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} within 10 s");
+}
+
+/// Defect: `destroy` left the watch tasks and their connections running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_stops_watchers_and_their_connections() {
+    let Some(server) = Server::start() else { return };
+    let raw = raw(&server).await;
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let mut events = store.watch("d:").await.unwrap();
+    assert_eq!(watcher_connections(&raw).await, 1);
+    store.destroy().await.unwrap();
+    // The stream, still held, ends; the subscriber connection closes.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.next().await {
+            assert!(e.is_err(), "no events after destroy: {e:?}");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch stream ends after destroy");
+    until("the watcher's connection closes", async || watcher_connections(&raw).await == 0).await;
+    raw.quit().await.unwrap();
+}
+
+/// Stores built on one shared client: destroying one stops its watchers
+/// only, and leaves the client open for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_leaves_other_stores_on_a_shared_client() {
+    let Some(server) = Server::start() else { return };
+    let raw = raw(&server).await;
+    let client = Client::new(Config::from_url(&server.url()).unwrap(), None, None, None);
+    client.init().await.unwrap();
+    let a = RedisStateStore::from_client(client.clone(), StoreConfig::default()).await.unwrap();
+    let b = RedisStateStore::from_client(client.clone(), StoreConfig::default()).await.unwrap();
+    let mut on_a = a.watch("s:").await.unwrap();
+    let mut on_b = b.watch("s:").await.unwrap();
+    a.destroy().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async { while on_a.next().await.is_some() {} });
+    assert!(ended.await.is_ok(), "a's watcher ends");
+    until("a's watcher connection closes", async || watcher_connections(&raw).await == 1).await;
+    b.set("s:k", &7).await.expect("the shared client stays open");
+    let e = next(&mut on_b).await;
+    assert_eq!(e.key, "s:k");
+    b.destroy().await.unwrap();
+    assert!(client.is_connected(), "a caller's client stays open");
+    client.quit().await.unwrap();
+    raw.quit().await.unwrap();
+}
+
+/// The generic watch cases of `purista_core::testkit`, each instance on a
+/// connection of its own.
+async fn generic(case: &str) {
+    let Some(server) = Server::start() else { return };
+    let url = server.url();
+    let factory = move |config: StoreConfig| {
+        let url = url.clone();
+        async move {
+            let store = RedisStateStore::builder(url).store_config(config).connect().await.expect("connect");
+            Some(Arc::new(store) as Arc<dyn StateStore>)
+        }
+    };
+    match case {
+        "burst" => testkit::watch_burst_transaction(&factory).await,
+        "writers" => testkit::watch_concurrent_writers(&factory).await,
+        "foreign" => testkit::watch_foreign_writers(&factory).await,
+        "expiry" => testkit::watch_expiry(&factory).await,
+        other => unreachable!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_watch_burst_transaction() {
+    generic("burst").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_watch_concurrent_writers() {
+    generic("writers").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_watch_foreign_writers() {
+    generic("foreign").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_watch_expiry() {
+    generic("expiry").await;
 }

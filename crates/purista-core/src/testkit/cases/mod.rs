@@ -11,11 +11,13 @@ mod list;
 mod support;
 mod transactions;
 mod ttl;
+mod watch;
 
 use std::{future::Future, pin::Pin};
 
 pub use self::{
     basic::*, capabilities::*, config::*, etag::*, instances::*, keys::*, list::*, transactions::*, ttl::*,
+    watch::*,
 };
 use super::{Factory, concurrency};
 use crate::Capability;
@@ -67,7 +69,11 @@ table! {
         ttl_rejects_bad_values [Ttl], ttl_expires [Ttl], ttl_metadata [Ttl, Etag],
         ttl_removed_by_plain_set [Ttl],
     }
-    list { list_keys_by_prefix [List], watch_prefix [Watch] }
+    list { list_keys_by_prefix [List] }
+    watch {
+        watch_prefix [Watch], watch_burst_transaction [Watch, Transactions], watch_concurrent_writers [Watch],
+        watch_foreign_writers [Watch], watch_expiry [Watch, Ttl],
+    }
     instances {
         instances_share_state [], many_instances_connect_at_once [],
         service_destroy_keeps_shared_store [], destroy_keeps_other_handles [],
