@@ -70,14 +70,15 @@ pub struct Workload {
 }
 
 impl Default for Workload {
-    /// Eight clients, four keys, 250 operations each: some 2,000 calls,
+    /// Eight clients, four keys, 200 operations each: some 1,600 calls,
     /// enough for races to meet on every key, a few seconds against a
-    /// local server on a loaded 2-core machine.
+    /// local server on a loaded 2-core machine (the Dapr emulator takes
+    /// longest: up to some 15 s for both checks).
     fn default() -> Self {
         Workload {
             instances: 8,
             keys: 4,
-            ops_per_client: 250,
+            ops_per_client: 200,
             mix: Mix::default(),
             think: Duration::ZERO,
             op_timeout: Duration::from_secs(10),
