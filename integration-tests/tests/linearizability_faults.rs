@@ -128,27 +128,26 @@ async fn redis_bank_keeps_its_total_through_pause_restart_and_kill() {
     faulted(&report);
 }
 
-/// Without create-only writes: see the known defect below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_is_linearizable_through_pause_restart_and_kill() {
     let Some(mut server) = Server::start_dedicated(Kind::Nats, Options { persistence: true }).await else {
         return;
     };
     let factory = nats(server.url());
-    let workload = Workload { mix: Mix { create: 0, ..Mix::default() }, ..workload() };
-    let report = testkit::linearizable_with(&factory, workload, faults(&mut server)).await;
+    let report = testkit::linearizable_with(&factory, workload(), faults(&mut server)).await;
     report.assert_passed();
     faulted(&report);
 }
 
-/// Known defect (found by this check): on NATS, a create-only write that
-/// finds a delete marker retries against that marker's revision; a remove
-/// landing in between adds another marker, and the create fails with
+/// Regression (found by this check): on NATS, a create-only write that
+/// found a delete marker retried once against that marker's revision; a
+/// remove landing in between (a transaction's remove writes a marker even
+/// over an absent key) added another marker, and the create failed with
 /// `Conflict` although the key was absent throughout. Shortest window seen:
 /// `get -> absent`, `remove -> ok`, `get -> absent` around a
-/// `create(...) -> conflict`, with no write between.
+/// `create(...) -> conflict`, with no write between. Many creates and
+/// removes on two keys, without a fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known NATS defect: create-only racing a remove of an absent key answers Conflict"]
 async fn nats_create_racing_a_remove_is_linearizable() {
     let Some(server) = Server::start_dedicated(Kind::Nats, Options::default()).await else {
         return;

@@ -71,7 +71,6 @@
 //! Credentials never appear in errors or `Debug` output.
 
 use std::{
-    collections::HashMap,
     fmt,
     path::PathBuf,
     sync::Arc,
@@ -103,6 +102,7 @@ mod bucket;
 mod error;
 pub mod key;
 mod list;
+mod transaction;
 
 pub use error::NO_JETSTREAM;
 
@@ -122,6 +122,10 @@ pub const MAX_NATS_KEY_BYTES: usize = 3584;
 /// How often a remove re-reads a key that writers keep changing, before it
 /// removes without a condition.
 const REMOVE_ATTEMPTS: usize = 3;
+/// How often a create-only write (or a transaction holding one) tries again
+/// when the key is still absent but its delete marker was replaced by
+/// another one meanwhile, before giving up with `Backend`.
+const CREATE_ATTEMPTS: usize = 8;
 /// The JetStream API prefix of the store's context (`jetstream::new`: no
 /// domain, no custom prefix); async-nats does not expose it.
 const JS_API: &str = "$JS.API";
@@ -624,6 +628,15 @@ fn parse_etag(key: &str, etag: &ETag) -> Result<u64> {
     }
 }
 
+/// A create-only write that kept finding the key absent and kept losing to
+/// another marker: not a `Conflict`, which would say the key exists.
+fn contended(key: &str) -> Error {
+    let msg = format!(
+        "create-only write lost {CREATE_ATTEMPTS} races to removes of the absent key; nothing written"
+    );
+    Error::new(ErrorKind::Backend, msg).with_key(key)
+}
+
 fn publish_error(key: &str, what: &str, err: jetstream::context::PublishError) -> Error {
     use jetstream::context::PublishErrorKind as K;
     match err.kind() {
@@ -768,6 +781,38 @@ impl NatsStateStore {
         Ok(ack.sequence)
     }
 
+    /// A create-only write.
+    async fn create(
+        &self,
+        key: &str,
+        nats_key: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<Option<ETag>> {
+        // A delete marker or an expired value is no value: the write goes
+        // over it, guarded by its revision. Losing that race means another
+        // message landed: a value (the key exists), or only another marker
+        // (a remove, a transaction's remove), and then the key is still
+        // absent and the write tries again on the new marker.
+        let mut expected = 0;
+        for _ in 0..CREATE_ATTEMPTS {
+            let mut conditional = headers.clone();
+            conditional
+                .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
+            match self.publish(key, nats_key, conditional, payload.clone(), "put").await {
+                Ok(revision) => return Ok(Some(ETag::new(revision.to_string()))),
+                Err(e) if e.kind() == ErrorKind::Conflict => {}
+                Err(e) => return Err(e),
+            }
+            expected = match self.current(key, nats_key).await? {
+                Current::Live { .. } => return Err(Error::conflict(key, "key already exists")),
+                Current::Gone(revision) => revision,
+                Current::Missing => 0,
+            };
+        }
+        Err(contended(key))
+    }
+
     /// An ordered consumer on the changes to keys that may start with `prefix`.
     async fn watch_consumer(&self, prefix: &str) -> Result<(push::Ordered, String)> {
         let encoded = key::encode_prefix(prefix);
@@ -882,44 +927,18 @@ impl Backend for NatsStateStore {
         let payload = value.into_bytes();
         let mut headers = HeaderMap::new();
         self.ttl_headers(key, &mut headers, options.ttl, false)?;
-        let expected = match &options.mode {
-            PutMode::Upsert => None,
-            PutMode::Update(etag) => Some(parse_etag(key, etag)?),
-            PutMode::Create => Some(0),
-        };
-        let Some(expected) = expected else {
-            let revision = self.publish(key, &nats_key, headers, payload, "put").await?;
-            return Ok(Some(ETag::new(revision.to_string())));
-        };
-        let mut conditional = headers.clone();
-        conditional
-            .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
-        match self.publish(key, &nats_key, conditional, payload.clone(), "put").await {
-            Ok(revision) => Ok(Some(ETag::new(revision.to_string()))),
-            Err(e) if e.kind() == ErrorKind::Conflict && options.mode == PutMode::Create => {
-                // A delete marker or an expired value is no value: create over it,
-                // still guarded by its revision.
-                match self.current(key, &nats_key).await? {
-                    Current::Gone(revision) => {
-                        headers.insert(
-                            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                            HeaderValue::from(revision),
-                        );
-                        let revision =
-                            self.publish(key, &nats_key, headers, payload, "put").await.map_err(|e| {
-                                if e.kind() == ErrorKind::Conflict {
-                                    Error::conflict(key, "key already exists")
-                                } else {
-                                    e
-                                }
-                            })?;
-                        Ok(Some(ETag::new(revision.to_string())))
-                    }
-                    _ => Err(Error::conflict(key, "key already exists")),
-                }
+        match &options.mode {
+            PutMode::Upsert => {}
+            PutMode::Update(etag) => {
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    HeaderValue::from(parse_etag(key, etag)?),
+                );
             }
-            Err(e) => Err(e),
+            PutMode::Create => return self.create(key, &nats_key, headers, payload).await,
         }
+        let revision = self.publish(key, &nats_key, headers, payload, "put").await?;
+        Ok(Some(ETag::new(revision.to_string())))
     }
 
     async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
@@ -967,123 +986,18 @@ impl Backend for NatsStateStore {
                 format!("a transaction holds at most {MAX_TRANSACTION_OPS} operations, got {}", ops.len());
             return Err(Error::new(ErrorKind::InvalidArgument, msg));
         }
-        // Conditions on a key's first step go to the server as expected
-        // revisions; later steps on the same key are decided here, from what
-        // the earlier steps leave (true: a value, false: none).
-        let mut touched: HashMap<&str, bool> = HashMap::new();
-        let mut creates = Vec::new();
-        for op in &ops {
-            if let Op::Put { key, options, .. } = op
-                && options.mode == PutMode::Create
-                && !touched.contains_key(key.as_str())
-            {
-                creates.push(key.as_str());
+        // A batch refused only because a create-only step lost to another
+        // delete marker (its key still absent) is built again.
+        let mut lost = None;
+        for _ in 0..CREATE_ATTEMPTS {
+            let batch = self.batch(&ops).await?;
+            match self.commit(&ops, batch).await {
+                Ok(()) => return Ok(()),
+                Err(transaction::Refused::Error(e)) => return Err(e),
+                Err(transaction::Refused::CreateLost(key)) => lost = Some(key),
             }
-            touched.insert(op.key(), matches!(op, Op::Put { .. }));
         }
-        let currents = futures_util::future::try_join_all(creates.iter().map(|k| async move {
-            let current = self.current(k, &nats_key(k)?).await?;
-            Ok::<_, Error>((*k, current))
-        }))
-        .await?;
-        let create_base: HashMap<&str, Current> = currents.into_iter().collect();
-        touched.clear();
-
-        let mut messages = Vec::with_capacity(ops.len());
-        let mut checks: Vec<(&str, u64)> = Vec::new();
-        for op in &ops {
-            let key = op.key();
-            let earlier = touched.get(key).copied();
-            let mut headers = HeaderMap::new();
-            let expected = match (op, earlier) {
-                (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
-                    PutMode::Upsert => None,
-                    PutMode::Create if has_value => return Err(Error::conflict(key, "key already exists")),
-                    PutMode::Create => None,
-                    PutMode::Update(_) => return Err(Error::conflict(key, "etag does not match")),
-                },
-                (Op::Remove { etag: Some(_), .. }, Some(_)) => {
-                    return Err(Error::conflict(key, "etag does not match"));
-                }
-                (Op::Remove { etag: None, .. }, _) => None,
-                (Op::Put { options, .. }, None) => match &options.mode {
-                    PutMode::Upsert => None,
-                    PutMode::Update(etag) => Some(parse_etag(key, etag)?),
-                    PutMode::Create => match create_base.get(key) {
-                        Some(Current::Live { .. }) => return Err(Error::conflict(key, "key already exists")),
-                        Some(Current::Gone(revision)) => Some(*revision),
-                        _ => Some(0),
-                    },
-                },
-                (Op::Remove { etag: Some(etag), .. }, None) => Some(parse_etag(key, etag)?),
-            };
-            if let Some(expected) = expected {
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                    HeaderValue::from(expected),
-                );
-                checks.push((key, expected));
-            }
-            let payload = match op {
-                Op::Put { value, options, .. } => {
-                    self.ttl_headers(key, &mut headers, options.ttl, true)?;
-                    value.clone().into_bytes()
-                }
-                Op::Remove { .. } => {
-                    headers.insert(KV_OPERATION, "DEL");
-                    Bytes::new()
-                }
-            };
-            touched.insert(key, matches!(op, Op::Put { .. }));
-            messages.push((self.subject(&nats_key(key)?), headers, payload));
-        }
-
-        let batch_id = self.inner.client.new_inbox();
-        let batch_id = batch_id.rsplit('.').next().unwrap_or("batch").to_owned();
-        let count = messages.len();
-        let first_key = ops.first().map(Op::key).unwrap_or_default();
-        for (i, (subject, mut headers, payload)) in messages.into_iter().enumerate() {
-            headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
-            headers.insert(async_nats::header::NATS_BATCH_SEQUENCE, HeaderValue::from(i as u64 + 1));
-            if i + 1 < count {
-                // Only the commit is acknowledged; the others go out in order
-                // on the same connection.
-                self.inner
-                    .client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| error::wrap("transaction", Some(first_key), e))?;
-                continue;
-            }
-            headers
-                .insert(async_nats::header::NATS_BATCH_COMMIT, async_nats::header::NATS_BATCH_COMMIT_FINAL);
-            let result =
-                async { self.inner.js.publish_with_headers(subject, headers, payload).await?.await }.await;
-            return match result {
-                Ok(_) => Ok(()),
-                Err(e) if error::is_wrong_revision(&e) => {
-                    // Name the key whose condition failed.
-                    for (key, expected) in &checks {
-                        let now = match self.last(key, &key::encode(key)).await {
-                            Ok(m) => m.map_or(0, |m| m.sequence),
-                            Err(_) => continue,
-                        };
-                        if now != *expected {
-                            return Err(Error::conflict(*key, "etag does not match").with_source(e));
-                        }
-                    }
-                    let key = checks.first().map_or(first_key, |(k, _)| k);
-                    Err(Error::conflict(key, "etag does not match").with_source(e))
-                }
-                Err(e) => Err(match error::kind_of(&e) {
-                    ErrorKind::Unsupported => {
-                        Error::unsupported("the bucket does not allow atomic batch publish").with_source(e)
-                    }
-                    _ => publish_error(first_key, "transaction", e),
-                }),
-            };
-        }
-        Ok(())
+        Err(contended(lost.unwrap_or_default()))
     }
 
     async fn scan(&self, prefix: &str) -> Result<Vec<String>> {

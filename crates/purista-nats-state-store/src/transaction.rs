@@ -1,0 +1,180 @@
+//! Transactions: one atomic batch (`Nats-Batch-Id`, `-Sequence`, `-Commit`),
+//! its conditions as expected revisions, and what a refused batch means.
+
+use std::collections::HashMap;
+
+use async_nats::{HeaderMap, HeaderValue, jetstream::context::PublishError};
+use bytes::Bytes;
+use purista_core::{Error, ErrorKind, Op, PutMode, Result};
+
+use super::{Current, KV_OPERATION, NatsStateStore, error, nats_key, parse_etag, publish_error};
+
+/// A batch ready to go: its messages, and the revisions it expects.
+pub(crate) struct Batch<'a> {
+    messages: Vec<(String, HeaderMap, Bytes)>,
+    checks: Vec<Check<'a>>,
+}
+
+/// A key's first step, expecting the key at `revision`.
+struct Check<'a> {
+    key: &'a str,
+    revision: u64,
+    /// A create-only step over what was absent (no message, or a marker).
+    create: bool,
+}
+
+/// Why the server refused a batch.
+pub(crate) enum Refused<'a> {
+    /// A condition failed or the batch could not go: the caller's answer.
+    Error(Error),
+    /// Only a create-only step's marker was replaced by another, and its
+    /// key is still absent: nothing was written, the batch may go again.
+    CreateLost(&'a str),
+}
+
+impl NatsStateStore {
+    /// The messages of `ops`, reading the keys of create-only steps first.
+    pub(crate) async fn batch<'a>(&self, ops: &'a [Op]) -> Result<Batch<'a>> {
+        // Conditions on a key's first step go to the server as expected
+        // revisions; later steps on the same key are decided here, from what
+        // the earlier steps leave (true: a value, false: none).
+        let mut touched: HashMap<&str, bool> = HashMap::new();
+        let mut creates = Vec::new();
+        for op in ops {
+            if let Op::Put { key, options, .. } = op
+                && options.mode == PutMode::Create
+                && !touched.contains_key(key.as_str())
+            {
+                creates.push(key.as_str());
+            }
+            touched.insert(op.key(), matches!(op, Op::Put { .. }));
+        }
+        let currents = futures_util::future::try_join_all(creates.iter().map(|k| async move {
+            let current = self.current(k, &nats_key(k)?).await?;
+            Ok::<_, Error>((*k, current))
+        }))
+        .await?;
+        let create_base: HashMap<&str, Current> = currents.into_iter().collect();
+        touched.clear();
+
+        let mut messages = Vec::with_capacity(ops.len());
+        let mut checks = Vec::new();
+        for op in ops {
+            let key = op.key();
+            let earlier = touched.get(key).copied();
+            let mut headers = HeaderMap::new();
+            let (expected, create) = match (op, earlier) {
+                (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
+                    PutMode::Upsert => (None, false),
+                    PutMode::Create if has_value => return Err(Error::conflict(key, "key already exists")),
+                    PutMode::Create => (None, false),
+                    PutMode::Update(_) => return Err(Error::conflict(key, "etag does not match")),
+                },
+                (Op::Remove { etag: Some(_), .. }, Some(_)) => {
+                    return Err(Error::conflict(key, "etag does not match"));
+                }
+                (Op::Remove { etag: None, .. }, _) => (None, false),
+                (Op::Put { options, .. }, None) => match &options.mode {
+                    PutMode::Upsert => (None, false),
+                    PutMode::Update(etag) => (Some(parse_etag(key, etag)?), false),
+                    PutMode::Create => match create_base.get(key) {
+                        Some(Current::Live { .. }) => return Err(Error::conflict(key, "key already exists")),
+                        Some(Current::Gone(revision)) => (Some(*revision), true),
+                        _ => (Some(0), true),
+                    },
+                },
+                (Op::Remove { etag: Some(etag), .. }, None) => (Some(parse_etag(key, etag)?), false),
+            };
+            if let Some(revision) = expected {
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    HeaderValue::from(revision),
+                );
+                checks.push(Check { key, revision, create });
+            }
+            let payload = match op {
+                Op::Put { value, options, .. } => {
+                    self.ttl_headers(key, &mut headers, options.ttl, true)?;
+                    value.clone().into_bytes()
+                }
+                Op::Remove { .. } => {
+                    headers.insert(KV_OPERATION, "DEL");
+                    Bytes::new()
+                }
+            };
+            touched.insert(key, matches!(op, Op::Put { .. }));
+            messages.push((self.subject(&nats_key(key)?), headers, payload));
+        }
+        Ok(Batch { messages, checks })
+    }
+
+    /// Sends `batch` as one atomic batch; only its commit is acknowledged.
+    pub(crate) async fn commit<'a>(&self, ops: &'a [Op], batch: Batch<'a>) -> Result<(), Refused<'a>> {
+        let batch_id = self.inner.client.new_inbox();
+        let batch_id = batch_id.rsplit('.').next().unwrap_or("batch").to_owned();
+        let count = batch.messages.len();
+        let first_key = ops.first().map(Op::key).unwrap_or_default();
+        for (i, (subject, mut headers, payload)) in batch.messages.into_iter().enumerate() {
+            headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
+            headers.insert(async_nats::header::NATS_BATCH_SEQUENCE, HeaderValue::from(i as u64 + 1));
+            if i + 1 < count {
+                // The others go out in order on the same connection.
+                self.inner
+                    .client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|e| Refused::Error(error::wrap("transaction", Some(first_key), e)))?;
+                continue;
+            }
+            headers
+                .insert(async_nats::header::NATS_BATCH_COMMIT, async_nats::header::NATS_BATCH_COMMIT_FINAL);
+            let result =
+                async { self.inner.js.publish_with_headers(subject, headers, payload).await?.await }.await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e) if error::is_wrong_revision(&e) => {
+                    Err(self.refused(&batch.checks, first_key, e).await)
+                }
+                Err(e) => Err(Refused::Error(match error::kind_of(&e) {
+                    ErrorKind::Unsupported => {
+                        Error::unsupported("the bucket does not allow atomic batch publish").with_source(e)
+                    }
+                    _ => publish_error(first_key, "transaction", e),
+                })),
+            };
+        }
+        Ok(())
+    }
+
+    /// Which condition failed, read back key by key (revisions only grow,
+    /// so a key no longer at its expected revision is one that failed).
+    async fn refused<'a>(&self, checks: &[Check<'a>], first_key: &'a str, e: PublishError) -> Refused<'a> {
+        let mut lost = None;
+        for check in checks {
+            let Ok(current) = self.current(check.key, &super::key::encode(check.key)).await else {
+                continue;
+            };
+            let now = match current {
+                Current::Missing => 0,
+                Current::Gone(revision) | Current::Live { revision, .. } => revision,
+            };
+            if now == check.revision {
+                continue;
+            }
+            match (check.create, current) {
+                (true, Current::Live { .. }) => {
+                    return Refused::Error(Error::conflict(check.key, "key already exists").with_source(e));
+                }
+                (true, _) => lost = lost.or(Some(check.key)),
+                (false, _) => {
+                    return Refused::Error(Error::conflict(check.key, "etag does not match").with_source(e));
+                }
+            }
+        }
+        if let Some(key) = lost {
+            return Refused::CreateLost(key);
+        }
+        let key = checks.first().map_or(first_key, |c| c.key);
+        Refused::Error(Error::conflict(key, "etag does not match").with_source(e))
+    }
+}
