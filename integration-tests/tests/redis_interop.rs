@@ -34,10 +34,16 @@ async fn stored_value_is_the_exact_json_a_plain_get_returns() {
     // Typed writes too: serde's compact JSON, nothing around it.
     store.set(&key, &vec![1, 2, 3]).await.unwrap();
     assert_eq!(raw.get::<Option<String>, _>(&key).await.unwrap().as_deref(), Some("[1,2,3]"));
-    // No extra keys: only the value's own key exists.
-    let extra: Vec<String> =
+    // Beside the key, only its version key (for ETags; see redis_etag.rs).
+    let mut extra: Vec<String> =
         raw.custom(CustomCommand::new_static("KEYS", None, false), vec![format!("*{key}*")]).await.unwrap();
-    assert_eq!(extra, vec![key.clone()], "no hidden version keys");
+    extra.sort();
+    assert_eq!(extra.len(), 2, "{extra:?}");
+    assert!(
+        extra[0].starts_with("__purista_etag__:{") && extra[0].ends_with(&format!("}}{key}")),
+        "{extra:?}"
+    );
+    assert_eq!(extra[1], key, "the value under the plain key");
     // With a key prefix the key is prefix + name.
     let prefixed = support_redis::connect(StoreConfig::default().key_prefix("svc-a:")).await.unwrap();
     prefixed.set(&key, &"scoped").await.unwrap();

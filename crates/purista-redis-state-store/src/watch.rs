@@ -238,7 +238,9 @@ impl Node {
             Err(broadcast::error::RecvError::Lagged(n)) => return self.lagged(n).await,
             Err(broadcast::error::RecvError::Closed) => return false,
         };
-        let Some(key) = event.key.into_string() else { return true };
+        let Some(key) = event.key.into_string().filter(|k| !crate::etag::is_version_key(k)) else {
+            return true;
+        };
         let kind = match event.operation.as_str() {
             "set" => {
                 if take(&mut self.pending_set, &key) {
