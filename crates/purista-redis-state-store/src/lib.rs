@@ -68,9 +68,9 @@
 //!   before making it (only while some connection holds a pattern
 //!   subscription, i.e. while anyone watches), so watchers get each change
 //!   with its value, in order, even when the key is gone again by the time
-//!   they could read it. While nobody watches, a plain upsert is a plain
-//!   `SET` (with `PX` for a TTL), about four times cheaper for the server
-//!   than a script: the store knows when it watches itself, and asks the
+//!   they could read it. While nobody watches, an upsert without TTL is one
+//!   `MSET` of value and version (0.4 µs of server time against 6.3 µs for
+//!   the script, measured): the store knows when it watches itself, and asks the
 //!   server (`PUBSUB NUMPAT`) at most every 500 ms about other watchers, so a
 //!   watcher elsewhere sees such writes, for at most that long, the way it
 //!   sees other clients' writes. Writes by other clients are seen through the
@@ -184,8 +184,8 @@ struct Inner {
     watchers: Watchers,
 }
 
-/// What the store knows about watchers, to let plain upserts be a plain
-/// `SET` (about 4 times cheaper for the server than the script) when nobody
+/// What the store knows about watchers, to let upserts without TTL be one
+/// `MSET` (over 10 times cheaper for the server than the script) when nobody
 /// needs the value published.
 #[derive(Debug, Default)]
 struct Watchers {
@@ -528,8 +528,8 @@ impl RedisStateStore {
     }
 
     /// An upsert without TTL nobody watches for its value: one `MSET` of
-    /// value and version (about as cheap as a plain `SET`; a script costs
-    /// the server several times more). `MSET` clears earlier TTLs of both.
+    /// value and version (0.40 µs of server time per call against 0.29 for
+    /// a `SET` and 6.3 for the script). `MSET` clears earlier TTLs of both.
     async fn set_plain(&self, key: &str, vkey: String, bytes: Bytes, version: i64) -> Result<()> {
         let client = self.inner.pool.next();
         let pairs = vec![(Key::from(key), Value::Bytes(bytes)), (Key::from(vkey), Value::from(version))];
