@@ -58,6 +58,11 @@ impl Target {
             _ if is_busy_or_down(&err) => {
                 (ErrorKind::Unavailable, format!("redis at {addr} is unavailable ({what})"))
             }
+            // Also inside a script's error text.
+            _ if err.details().contains("WRONGTYPE") => (
+                ErrorKind::Backend,
+                format!("redis at {addr} failed {what}: the key holds a value that is not a string"),
+            ),
             _ => (ErrorKind::Backend, format!("redis at {addr} failed {what}")),
         };
         self.with_source(Error::new(kind, message), err)
@@ -124,5 +129,6 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         let e = t.error(FredError::new(FredKind::Unknown, "WRONGTYPE"), "GET");
         assert_eq!(e.kind(), ErrorKind::Backend);
+        assert!(e.to_string().contains("not a string"), "{e}");
     }
 }

@@ -24,17 +24,25 @@
 //! Each value is the plain JSON text, as a Redis string under the key (after
 //! the configured [`key_prefix`](purista_core::StoreConfig::key_prefix)). A
 //! PURISTA TypeScript service sharing the Redis (with no key prefix) reads
-//! and writes the same keys. Nothing else is stored: no hidden version keys.
+//! and writes the same keys. Beside each key this crate writes, it keeps a
+//! small *version key* (below) for its ETags.
 //!
 //! # ETags
 //!
-//! An ETag is the SHA-1 (hex) of the stored bytes, computed by Redis
-//! (`redis.sha1hex`) inside the scripts that check conditions and by this
-//! crate for values it writes, so a value written by any client has an ETag.
-//! The consequence is ABA: if a value goes from `A` to `B` and back to the
-//! exact bytes of `A`, an ETag taken at the first `A` matches again. A writer
-//! that needs to see every intermediate change should store a version number
-//! in the value itself. Writing the same bytes again keeps the ETag.
+//! Every write by this store gives the key a new ETag, even when it writes
+//! the same bytes again (no ABA): with the value, the same command or script
+//! writes a fresh 63-bit version to the key's version key
+//! `__purista_etag__:{<tag>}<key>` (`<tag>` makes it share the key's Cluster
+//! hash slot; it has the key's TTL and is removed with it). The ETag is
+//! `<version>-<sha1 hex of the value>`: a plain `SET` by another client (a
+//! PURISTA TypeScript service) leaves the version alone but changes the hash,
+//! so it changes the ETag too, unless it writes the very same bytes. A value
+//! only ever written by other clients has no version key; its ETag is the
+//! bare SHA-1, and a compare-and-swap with it works the same way. Keys
+//! starting with `__purista_etag__:` are refused (`InvalidKey`); version keys
+//! are never listed nor watched. Versions come from a per-process counter
+//! through a bijective mix seeded at random: they never repeat within a
+//! process, and two processes draw the same one with probability 2^-63.
 //!
 //! # Operations
 //!
@@ -60,9 +68,9 @@
 //!   before making it (only while some connection holds a pattern
 //!   subscription, i.e. while anyone watches), so watchers get each change
 //!   with its value, in order, even when the key is gone again by the time
-//!   they could read it. While nobody watches, a plain upsert is a plain
-//!   `SET` (with `PX` for a TTL), about four times cheaper for the server
-//!   than a script: the store knows when it watches itself, and asks the
+//!   they could read it. While nobody watches, an upsert without TTL is one
+//!   `MSET` of value and version (0.4 µs of server time against 6.3 µs for
+//!   the script, measured): the store knows when it watches itself, and asks the
 //!   server (`PUBSUB NUMPAT`) at most every 500 ms about other watchers, so a
 //!   watcher elsewhere sees such writes, for at most that long, the way it
 //!   sees other clients' writes. Writes by other clients are seen through the
@@ -120,7 +128,7 @@ use fred::{
     clients::{Client, Pool},
     interfaces::{ClientLike, KeysInterface, LuaInterface, PubsubInterface, ServerInterface},
     types::{
-        Expiration, Key, Value,
+        Key, Value,
         config::{Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig},
     },
 };
@@ -134,12 +142,14 @@ use purista_core::{
 pub use fred;
 
 mod error;
+mod etag;
 mod scripts;
 mod sentinel;
 mod watch;
 
 use error::Target;
-use scripts::{DELETE, READ_ENTRY, Script, TRANSACTION, WRITE, etag_of};
+use etag::{next_version, version_key};
+use scripts::{DELETE, READ_ENTRY, Script, TRANSACTION, WRITE};
 
 /// How long a command may wait (for a reconnect, or for the answer) by default.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -182,8 +192,8 @@ struct Inner {
     watches: watch::Watches,
 }
 
-/// What the store knows about watchers, to let plain upserts be a plain
-/// `SET` (about 4 times cheaper for the server than the script) when nobody
+/// What the store knows about watchers, to let upserts without TTL be one
+/// `MSET` (over 10 times cheaper for the server than the script) when nobody
 /// needs the value published.
 #[derive(Debug, Default)]
 struct Watchers {
@@ -494,11 +504,20 @@ impl RedisStateStore {
         Ok(reply)
     }
 
-    /// Writes `bytes` under `mode`: a plain `SET` for an upsert nobody
-    /// watches, else the script that checks the condition and publishes.
-    async fn put_bytes(&self, key: &str, bytes: Bytes, mode: &PutMode, ttl: Option<i64>) -> Result<()> {
-        if *mode == PutMode::Upsert && !self.values_watched().await {
-            return self.set_plain(key, bytes, ttl).await;
+    /// Writes `bytes` and `version` under `mode`: one `MSET` of key and
+    /// version key for an upsert without TTL nobody watches, else the script
+    /// that checks the condition, publishes and writes both.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        version: i64,
+        mode: &PutMode,
+        ttl: Option<i64>,
+    ) -> Result<()> {
+        let vkey = version_key(key)?;
+        if *mode == PutMode::Upsert && ttl.is_none() && !self.values_watched().await {
+            return self.set_plain(key, vkey, bytes, version).await;
         }
         let (mode, expected) = script_mode(mode);
         let args = vec![
@@ -507,20 +526,24 @@ impl RedisStateStore {
             Value::from(ttl.map(|t| t.to_string()).unwrap_or_default()),
             Value::Bytes(bytes),
             Value::from(i64::from(self.inner.db)),
+            Value::from(version),
         ];
-        if self.run_write(&WRITE, vec![Key::from(key)], args, applied).await?.as_i64() != Some(1) {
+        let reply = self.run_write(&WRITE, vec![Key::from(key), Key::from(vkey)], args, applied).await;
+        if reply.map_err(|e| e.with_key(key))?.as_i64() != Some(1) {
             let why = if mode == "C" { "key already exists" } else { "etag does not match" };
             return Err(Error::conflict(key, why));
         }
         Ok(())
     }
 
-    /// An upsert nobody watches for its value: a plain `SET` (with `PX`).
-    async fn set_plain(&self, key: &str, bytes: Bytes, ttl: Option<i64>) -> Result<()> {
+    /// An upsert without TTL nobody watches for its value: one `MSET` of
+    /// value and version (0.40 µs of server time per call against 0.29 for
+    /// a `SET` and 6.3 for the script). `MSET` clears earlier TTLs of both.
+    async fn set_plain(&self, key: &str, vkey: String, bytes: Bytes, version: i64) -> Result<()> {
         let client = self.inner.pool.next();
-        let expire = ttl.map(Expiration::PX);
-        client.set::<(), _, _>(key, bytes, expire, None, false).await.map_err(|e| self.err(e, "SET"))?;
-        self.wait_for_replicas(client).await
+        let pairs = vec![(Key::from(key), Value::Bytes(bytes)), (Key::from(vkey), Value::from(version))];
+        client.mset(pairs).await.map_err(|e| self.err(e, "MSET").with_key(key))?;
+        self.wait_for_replicas(client).await.map_err(|e| e.with_key(key))
     }
 
     /// Whether a write must publish its value for watchers: always in
@@ -565,7 +588,15 @@ impl RedisStateStore {
 
     async fn mget(&self, keys: Vec<Key>) -> Result<Vec<Option<Json>>> {
         let n = keys.len();
-        let reply: Value = self.inner.pool.mget(keys).await.map_err(|e| self.err(e, "MGET"))?;
+        // One key: the error names it (several: the failure is not one key's).
+        let one = (n == 1).then(|| keys[0].as_str().map(str::to_owned)).flatten();
+        let reply = self.inner.pool.mget::<Value, _>(keys).await.map_err(|e| {
+            let err = self.err(e, "MGET");
+            match one {
+                Some(key) => err.with_key(key),
+                None => err,
+            }
+        })?;
         let values: Vec<Option<Json>> = match reply {
             Value::Array(items) => items.into_iter().map(to_json).collect(),
             single => vec![to_json(single)],
@@ -670,37 +701,42 @@ impl Backend for RedisStateStore {
     }
 
     async fn read_one(&self, key: &str) -> Result<Option<Json>> {
-        let v: Value = self.inner.pool.get(key).await.map_err(|e| self.err(e, "GET"))?;
+        let v: Value = self.inner.pool.get(key).await.map_err(|e| self.err(e, "GET").with_key(key))?;
         Ok(to_json(v))
     }
 
     async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
-        let reply = self.run(&READ_ENTRY, vec![Key::from(key)], vec![]).await?;
-        let Value::Array(mut parts) = reply else { return Ok(None) };
-        if parts.len() != 2 {
+        let keys = vec![Key::from(key), Key::from(version_key(key)?)];
+        let reply = self.run(&READ_ENTRY, keys, vec![]).await.map_err(|e| e.with_key(key))?;
+        let Value::Array(parts) = reply else { return Ok(None) };
+        let Ok([value, pttl, version]) = <[Value; 3]>::try_from(parts) else {
             return Err(Error::new(ErrorKind::Backend, "unexpected reply to the read script").with_key(key));
-        }
-        let pttl = parts.pop().and_then(|v| v.as_i64()).unwrap_or(-1);
-        let Some(bytes) = parts.pop().and_then(Value::into_bytes) else { return Ok(None) };
+        };
+        let Some(bytes) = value.into_bytes() else { return Ok(None) };
+        let pttl = pttl.as_i64().unwrap_or(-1);
         let expires_at = (pttl >= 0).then(|| SystemTime::now() + Duration::from_millis(pttl as u64));
-        Ok(Some(Entry { etag: etag_of(&bytes), value: Json::from_stored(bytes), expires_at }))
+        let etag = etag::etag(version.as_string().as_deref(), &bytes);
+        Ok(Some(Entry { etag, value: Json::from_stored(bytes), expires_at }))
     }
 
     async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         let bytes: Bytes = value.into_bytes();
-        let etag = etag_of(&bytes);
-        self.put_bytes(key, bytes, &options.mode, ttl_ms(options)).await?;
+        let version = next_version();
+        let etag = etag::etag(Some(&version.to_string()), &bytes);
+        self.put_bytes(key, bytes, version, &options.mode, ttl_ms(options)).await?;
         Ok(Some(etag))
     }
 
     async fn upsert(&self, key: &str, value: Json) -> Result<()> {
         // `set_state`: nobody wants the ETag, so the value is not hashed.
-        self.put_bytes(key, value.into_bytes(), &PutMode::Upsert, None).await
+        self.put_bytes(key, value.into_bytes(), next_version(), &PutMode::Upsert, None).await
     }
 
     async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+        let keys = vec![Key::from(key), Key::from(version_key(key)?)];
         let args = vec![Value::from(etag.map_or("", ETag::as_str)), Value::from(i64::from(self.inner.db))];
-        if self.run_write(&DELETE, vec![Key::from(key)], args, applied).await?.as_i64() != Some(1) {
+        let reply = self.run_write(&DELETE, keys, args, applied).await.map_err(|e| e.with_key(key))?;
+        if reply.as_i64() != Some(1) {
             return Err(Error::conflict(key, "etag does not match"));
         }
         Ok(())
@@ -720,11 +756,15 @@ impl Backend for RedisStateStore {
                 return Err(Error::new(ErrorKind::InvalidArgument, msg));
             }
         }
-        let mut keys = Vec::with_capacity(ops.len());
-        let mut args = Vec::with_capacity(ops.len() * 4 + 1);
+        let mut keys = Vec::with_capacity(ops.len() * 2);
+        let mut args = Vec::with_capacity(ops.len() * 4 + 2);
         args.push(Value::from(i64::from(self.inner.db)));
+        // One version for every write of the transaction: a key keeps only
+        // its last write, and each transaction draws a new one.
+        args.push(Value::from(next_version()));
         for op in &ops {
             keys.push(Key::from(op.key()));
+            keys.push(Key::from(version_key(op.key())?));
             let (kind, tag, ttl, value) = match op {
                 Op::Put { value, options, .. } => {
                     let (kind, tag) = script_mode(&options.mode);
@@ -756,7 +796,7 @@ impl Backend for RedisStateStore {
             client.scan_buffered(pattern, Some(1000), None).try_collect().await
         }
         .map_err(|e| self.err(e, "SCAN"))?;
-        Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
+        Ok(keys.into_iter().filter_map(|k| k.into_string()).filter(|k| !etag::is_version_key(k)).collect())
     }
 
     async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
@@ -803,7 +843,7 @@ impl RedisStateStore {
 
     /// Reads one value for a watch event.
     pub(crate) async fn get_raw(&self, key: &str) -> Result<Option<Bytes>> {
-        let v: Value = self.inner.pool.get(key).await.map_err(|e| self.err(e, "GET"))?;
+        let v: Value = self.inner.pool.get(key).await.map_err(|e| self.err(e, "GET").with_key(key))?;
         Ok(to_json(v).map(Json::into_bytes))
     }
 }

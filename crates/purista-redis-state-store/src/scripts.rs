@@ -1,8 +1,10 @@
 //! The server-side scripts behind conditional writes, conditional removes,
 //! reads with metadata and transactions.
 //!
-//! An ETag is the SHA-1 (lower-case hex) of the stored bytes: `redis.sha1hex`
-//! in Lua, [`etag_of`] in Rust. The stored format stays a plain JSON string.
+//! Every script that writes or removes a key does the same to its version
+//! key (`KEYS` come in pairs: key, version key; see [`crate::etag`]). An
+//! ETag is `<version>-<sha1 hex>` (the bare SHA-1 while there is no version
+//! key); the scripts compare it with `redis.sha1hex` of the stored bytes.
 
 use std::sync::LazyLock;
 
@@ -21,9 +23,9 @@ impl Script {
     }
 }
 
-/// The ETag of a stored value: the lowercase hex SHA-1 of its bytes, as the
-/// scripts' `redis.sha1hex` computes it. Hex by hand: `Digest`'s `Display`
-/// costs as much as the hash itself.
+/// The lowercase hex SHA-1 of a value's bytes, as the scripts'
+/// `redis.sha1hex` computes it: an ETag's hash part. Hex by hand: `Digest`'s
+/// `Display` costs as much as the hash itself.
 pub(crate) fn etag_of(bytes: &[u8]) -> ETag {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = sha1_smol::Sha1::from(bytes).digest().bytes();
@@ -43,108 +45,134 @@ pub(crate) fn etag_of(bytes: &[u8]) -> ETag {
 /// notifications cover other writers and expiry.
 pub(crate) const VALUE_CHANNEL: &str = "__purista@";
 
-/// `KEYS[1]`; `ARGV`: mode (`P` upsert, `C` create, `U` update-if-ETag),
-/// expected ETag or "", TTL in ms or "", value, db index.
-/// Returns 1 when written, 0 when the condition failed.
+/// `matches(k, v, etag)`: whether key `k` (version key `v`) is present with
+/// ETag `etag`. The version part is compared first, so a stale ETag is
+/// mostly refused without hashing the value.
+macro_rules! lua_matches {
+    () => {
+        r#"local function matches(k, v, want)
+  local cur = redis.call('GET', k)
+  if not cur then return false end
+  local ver = redis.call('GET', v)
+  if ver then
+    local head = ver .. '-'
+    if string.sub(want, 1, #head) ~= head then return false end
+    want = string.sub(want, #head + 1)
+  end
+  return redis.sha1hex(cur) == want
+end
+"#
+    };
+}
+
+/// `KEYS`: key, version key; `ARGV`: mode (`P` upsert, `C` create, `U`
+/// update-if-ETag), expected ETag or "", TTL in ms or "", value, db index,
+/// version. Returns 1 when written, 0 when the condition failed.
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"local k = KEYS[1]
+    Script::new(concat!(
+        lua_matches!(),
+        r#"local k, v = KEYS[1], KEYS[2]
 local mode = ARGV[1]
 if mode == 'C' then
   if redis.call('EXISTS', k) == 1 then return 0 end
 elseif mode == 'U' then
-  local cur = redis.call('GET', k)
-  if not cur or redis.sha1hex(cur) ~= ARGV[2] then return 0 end
+  if not matches(k, v, ARGV[2]) then return 0 end
 end
 if redis.call('PUBSUB', 'NUMPAT') > 0 then
   redis.call('PUBLISH', '__purista@' .. ARGV[5] .. '__:' .. k, 's' .. ARGV[4])
 end
 if ARGV[3] == '' then
   redis.call('SET', k, ARGV[4])
+  redis.call('SET', v, ARGV[6])
 else
   redis.call('SET', k, ARGV[4], 'PX', ARGV[3])
+  redis.call('SET', v, ARGV[6], 'PX', ARGV[3])
 end
-return 1"#,
-    )
+return 1"#
+    ))
 });
 
-/// `KEYS[1]`; `ARGV`: expected ETag or "", db index. Returns 1 when removed
-/// (or absent without an ETag), 0 on mismatch.
+/// `KEYS`: key, version key; `ARGV`: expected ETag or "", db index. Returns
+/// 1 when removed (or absent without an ETag), 0 on mismatch. A version key
+/// left behind by another client's `DEL` goes too.
 pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"local k = KEYS[1]
+    Script::new(concat!(
+        lua_matches!(),
+        r#"local k, v = KEYS[1], KEYS[2]
 if ARGV[1] ~= '' then
-  local cur = redis.call('GET', k)
-  if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+  if not matches(k, v, ARGV[1]) then return 0 end
 elseif redis.call('EXISTS', k) == 0 then
+  redis.call('DEL', v)
   return 1
 end
 if redis.call('PUBSUB', 'NUMPAT') > 0 then
   redis.call('PUBLISH', '__purista@' .. ARGV[2] .. '__:' .. k, 'd')
 end
-redis.call('DEL', k)
-return 1"#,
-    )
+redis.call('DEL', k, v)
+return 1"#
+    ))
 });
 
-/// `KEYS[1]`. Returns nil, or `{value, pttl}` read atomically.
+/// `KEYS`: key, version key. Returns nil, or `{value, pttl, version or
+/// nil}` read atomically.
 pub(crate) static READ_ENTRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r#"local v = redis.call('GET', KEYS[1])
-if not v then return false end
-return {v, redis.call('PTTL', KEYS[1])}"#,
+        r#"local value = redis.call('GET', KEYS[1])
+if not value then return false end
+return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2])}"#,
     )
 });
 
-/// One key per step in `KEYS` (keys may repeat); `ARGV[1]` the db index,
-/// then four `ARGV` per step: kind
-/// (`P` upsert, `C` create, `U` update-if-ETag, `D` remove, `E`
+/// `KEYS`: key and version key per step (keys may repeat); `ARGV[1]` the db
+/// index, `ARGV[2]` the version every write gets, then four `ARGV` per
+/// step: kind (`P` upsert, `C` create, `U` update-if-ETag, `D` remove, `E`
 /// remove-if-ETag), ETag or "", TTL in ms or "", value or "".
 ///
 /// Every condition is checked against the state the earlier steps leave
-/// behind before anything is written: all or nothing. Returns 0 when applied,
-/// or `{step, reason}` (1-based) for the first failed condition.
+/// behind before anything is written: all or nothing. An ETag never matches
+/// a key an earlier step wrote or removed (no caller can hold the ETag of a
+/// write not yet made). Returns 0 when applied, or `{step, reason}` (1-based)
+/// for the first failed condition.
 pub(crate) static TRANSACTION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"local state = {}
-for i = 1, #KEYS do
-  local k = KEYS[i]
-  local b = (i - 1) * 4 + 1
+    Script::new(concat!(
+        lua_matches!(),
+        r#"local steps = #KEYS / 2
+local written = {}
+for i = 1, steps do
+  local k, v = KEYS[2 * i - 1], KEYS[2 * i]
+  local b = 2 + (i - 1) * 4
   local kind = ARGV[b + 1]
-  local cur = state[k]
-  if cur == nil then
-    local v = redis.call('GET', k)
-    if v then cur = redis.sha1hex(v) else cur = false end
+  local done = written[k]
+  if kind == 'C' then
+    if done or (done == nil and redis.call('EXISTS', k) == 1) then return {i, 'key already exists'} end
+  elseif kind == 'U' or kind == 'E' then
+    if done ~= nil or not matches(k, v, ARGV[b + 2]) then return {i, 'etag does not match'} end
   end
-  if kind == 'C' and cur then return {i, 'key already exists'} end
-  if (kind == 'U' or kind == 'E') and cur ~= ARGV[b + 2] then return {i, 'etag does not match'} end
-  if kind == 'D' or kind == 'E' then
-    state[k] = false
-  else
-    state[k] = redis.sha1hex(ARGV[b + 4])
-  end
+  written[k] = not (kind == 'D' or kind == 'E')
 end
 local publish = redis.call('PUBSUB', 'NUMPAT') > 0
-for i = 1, #KEYS do
-  local k = KEYS[i]
-  local b = (i - 1) * 4 + 1
+for i = 1, steps do
+  local k, v = KEYS[2 * i - 1], KEYS[2 * i]
+  local b = 2 + (i - 1) * 4
   local kind = ARGV[b + 1]
   if kind == 'D' or kind == 'E' then
-    if redis.call('EXISTS', k) == 1 then
-      if publish then redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 'd') end
-      redis.call('DEL', k)
+    if publish and redis.call('EXISTS', k) == 1 then
+      redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 'd')
     end
+    redis.call('DEL', k, v)
   else
     if publish then redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 's' .. ARGV[b + 4]) end
     if ARGV[b + 3] == '' then
       redis.call('SET', k, ARGV[b + 4])
+      redis.call('SET', v, ARGV[2])
     else
       redis.call('SET', k, ARGV[b + 4], 'PX', ARGV[b + 3])
+      redis.call('SET', v, ARGV[2], 'PX', ARGV[b + 3])
     end
   end
 end
-return 0"#,
-    )
+return 0"#
+    ))
 });
 
 #[cfg(test)]
@@ -152,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn etag_is_sha1_hex_of_the_stored_bytes() {
+    fn hash_is_sha1_hex_of_the_stored_bytes() {
         // sha1("abc"), as `redis.sha1hex('abc')` answers.
         assert_eq!(etag_of(b"abc").as_str(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_ne!(WRITE.sha, DELETE.sha);

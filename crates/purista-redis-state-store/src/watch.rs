@@ -35,10 +35,7 @@ use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind, WatchS
 use tokio::sync::{broadcast, mpsc, oneshot, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{
-    RedisStateStore, escape_glob,
-    scripts::{VALUE_CHANNEL, etag_of},
-};
+use crate::{RedisStateStore, escape_glob, scripts::VALUE_CHANNEL};
 
 /// Slot ranges a Cluster node owns.
 type SlotRanges = Vec<(u16, u16)>;
@@ -481,12 +478,11 @@ impl Node {
 
     fn on_keyspace(&mut self, event: KeyspaceEvent) {
         self.check_generation();
-        let Some(key) = event.key.into_string() else { return };
+        // The ETag bookkeeping keys are the store's own, never reported.
+        let Some(key) = event.key.into_string().filter(|k| !crate::etag::is_version_key(k)) else { return };
         let kind = match event.operation.as_str() {
             "set" => match self.claim(&key, |p| matches!(p, Published::Set(_))) {
-                Some(Published::Set(value)) => {
-                    WatchKind::Set { etag: Some(etag_of(&value)), value: Json::from_stored(value) }
-                }
+                Some(Published::Set(value)) => WatchKind::Set { etag: None, value: Json::from_stored(value) },
                 _ => return self.read(key, false),
             },
             // Other writers' commands that leave a string value.
@@ -518,7 +514,7 @@ impl Node {
             match store.get_raw(&key).await {
                 Ok(Some(bytes)) => Some(Ok(WatchEvent {
                     key,
-                    kind: WatchKind::Set { etag: Some(etag_of(&bytes)), value: Json::from_stored(bytes) },
+                    kind: WatchKind::Set { etag: None, value: Json::from_stored(bytes) },
                 })),
                 Ok(None) if removed => Some(Ok(WatchEvent { key, kind: WatchKind::Removed })),
                 Ok(None) => None,
