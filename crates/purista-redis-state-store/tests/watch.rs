@@ -1,20 +1,18 @@
 //! Watch against a real `redis-server` started here on a free loopback port
 //! (skipped, saying why, when the binary is missing): values written by other
 //! clients, values gone before the watcher could read them, transactions, a
-//! watcher surviving a server restart, bursts, lag, ordering, expiry, destroy,
-//! and the generic watch cases of `purista_core::testkit`.
+//! watcher surviving a server restart, bursts, lag, ordering, expiry and
+//! destroy. (The generic watch cases run in the behaviour suite,
+//! `integration-tests/tests/redis.rs`.)
 
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_util::{StreamExt, future::join_all};
-use purista_core::{
-    Json, Op, StateStore, StateStoreExt, StoreConfig, WatchEvent, WatchKind, WatchStream, testkit,
-};
+use purista_core::{Json, Op, StateStore, StateStoreExt, StoreConfig, WatchEvent, WatchKind, WatchStream};
 use purista_redis_state_store::{
     RedisStateStore,
     fred::{
@@ -416,45 +414,4 @@ async fn destroy_leaves_other_stores_on_a_shared_client() {
     assert!(client.is_connected(), "a caller's client stays open");
     client.quit().await.unwrap();
     raw.quit().await.unwrap();
-}
-
-/// The generic watch cases of `purista_core::testkit`, each instance on a
-/// connection of its own.
-async fn generic(case: &str) {
-    let Some(server) = Server::start() else { return };
-    let url = server.url();
-    let factory = move |config: StoreConfig| {
-        let url = url.clone();
-        async move {
-            let store = RedisStateStore::builder(url).store_config(config).connect().await.expect("connect");
-            Some(Arc::new(store) as Arc<dyn StateStore>)
-        }
-    };
-    match case {
-        "burst" => testkit::watch_burst_transaction(&factory).await,
-        "writers" => testkit::watch_concurrent_writers(&factory).await,
-        "foreign" => testkit::watch_foreign_writers(&factory).await,
-        "expiry" => testkit::watch_expiry(&factory).await,
-        other => unreachable!("{other}"),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generic_watch_burst_transaction() {
-    generic("burst").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generic_watch_concurrent_writers() {
-    generic("writers").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generic_watch_foreign_writers() {
-    generic("foreign").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generic_watch_expiry() {
-    generic("expiry").await;
 }
