@@ -38,6 +38,13 @@
 //! - `GET /v1.0/healthz/outbound` answers 204 on the same port (the real
 //!   sidecar uses a separate HTTP port).
 //!
+//! Faults, for tests of what a client does when the sidecar misbehaves:
+//! [`SidecarBuilder::delay`] slows every state call down;
+//! [`Sidecar::stall`] and [`Sidecar::resume`] hold state calls back for a
+//! while (a call whose client gave up still runs on resume);
+//! [`Sidecar::kill`] and [`Sidecar::restart`] take the server away and bring
+//! it back on the same address over the same data.
+//!
 //! ```
 //! use purista_dapr_sdk::emulator::Sidecar;
 //! use purista_dapr_sdk::{DaprConfig, DaprStateStore};
@@ -53,6 +60,8 @@
 //! ```
 
 mod service;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,
@@ -63,7 +72,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_stream::StreamExt;
 
 use self::service::{Emulator, State};
@@ -80,7 +89,14 @@ pub struct Sidecar {
     endpoint: String,
     app_id: String,
     state: Arc<Mutex<State>>,
+    /// What a restart serves again.
+    emulator: service::Emulator,
+    api_token: Option<String>,
+    /// `true` while stalled; the emulator holds state calls back meanwhile.
+    stalled: watch::Sender<bool>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Fails (its sender dropped) once the listening socket is closed.
+    closed: Option<oneshot::Receiver<()>>,
     /// Duplicates of every accepted socket, to cut connections on drop the
     /// way a sidecar that dies does (a graceful stop would let open
     /// connections carry on).
@@ -128,6 +144,50 @@ impl Sidecar {
     /// Stops serving (the same as dropping it).
     pub fn shutdown(mut self) {
         self.stop();
+    }
+
+    /// Stalls the sidecar, as a daprd whose state component hangs: state
+    /// calls (arriving or waiting out [`SidecarBuilder::delay`]) are held
+    /// before they read or change anything, until [`resume`](Self::resume).
+    /// A held call runs when the stall ends even if its client gave up or
+    /// its deadline passed meanwhile, so a call that timed out may have been
+    /// applied. Connections stay open; other requests are answered.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Ends a [`stall`](Self::stall): the held state calls run, in no
+    /// particular order, and new ones are served at once.
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+
+    /// Goes away as a sidecar process that dies does: stops listening and
+    /// cuts every open connection (calls in flight fail; one may have been
+    /// applied). Returns once the port is free. The data stays, as it does
+    /// behind a persistent state component: [`restart`](Self::restart)
+    /// serves it again.
+    pub async fn kill(&mut self) {
+        self.stop();
+        if let Some(closed) = self.closed.take() {
+            // Err once the listener is dropped: that is the signal.
+            let _ = closed.await;
+        }
+        // A connection accepted just before the listener closed.
+        self.stop();
+    }
+
+    /// Listens again on the same address, over the same data, with the same
+    /// settings, on the current Tokio runtime (killing the running server
+    /// first, if any): a sidecar that comes back. A stall is kept.
+    pub async fn restart(&mut self) -> io::Result<()> {
+        self.kill().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        let routes = service::routes(self.emulator.clone(), self.api_token.clone());
+        let (shutdown, closed, serve) = serve(listener, routes, self.connections.clone());
+        (self.shutdown, self.closed) = (Some(shutdown), Some(closed));
+        tokio::spawn(serve);
+        Ok(())
     }
 
     fn stop(&mut self) {
@@ -276,48 +336,67 @@ impl SidecarBuilder {
         let stores: HashMap<String, service::Store> =
             self.stores.iter().map(|s| (s.clone(), service::Store::default())).collect();
         let state = Arc::new(Mutex::new(State::new(stores)));
+        let (stalled, stall_rx) = watch::channel(false);
         let emulator = Emulator::new(
             self.app_id.clone(),
             state.clone(),
             self.transactions,
             self.delay,
             self.max_body_size,
+            stall_rx,
         );
-        let routes = service::routes(emulator, self.api_token);
-        let (tx, rx) = oneshot::channel::<()>();
+        let routes = service::routes(emulator.clone(), self.api_token.clone());
         let connections = Arc::new(Mutex::new(Vec::new()));
-        let tracked = connections.clone();
-        let serve = async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |accepted| {
-                let stream = accepted?.into_std()?;
-                // As daprd does: without it, answers larger than one segment
-                // wait for the client's delayed ACK (40 ms on Linux).
-                stream.set_nodelay(true)?;
-                let mut tracked = tracked.lock();
-                // Forget connections that are already closed.
-                tracked.retain(|s: &std::net::TcpStream| s.peer_addr().is_ok());
-                tracked.push(stream.try_clone()?);
-                tokio::net::TcpStream::from_std(stream)
-            });
-            let result = tonic::transport::Server::builder()
-                .accept_http1(true)
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "dapr emulator stopped");
-            }
-        };
+        let (shutdown, closed, serve) = serve(listener, routes, connections.clone());
         let sidecar = Sidecar {
             addr,
             endpoint: format!("http://{addr}"),
             app_id: self.app_id,
             state,
-            shutdown: Some(tx),
+            emulator,
+            api_token: self.api_token,
+            stalled,
+            shutdown: Some(shutdown),
+            closed: Some(closed),
             connections,
         };
         Ok((sidecar, serve))
     }
+}
+
+/// Serves `routes` on `listener` until the shutdown sender is used or
+/// dropped; the receiver fails once the listener is closed.
+fn serve(
+    listener: tokio::net::TcpListener,
+    routes: tonic::service::Routes,
+    connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
+) -> (oneshot::Sender<()>, oneshot::Receiver<()>, impl Future<Output = ()> + Send + 'static) {
+    let (shutdown, rx) = oneshot::channel::<()>();
+    let (listening, closed) = oneshot::channel::<()>();
+    let serve = async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |accepted| {
+            // Dropped with the listener (tonic drops both on shutdown).
+            let _listening = &listening;
+            let stream = accepted?.into_std()?;
+            // As daprd does: without it, answers larger than one segment
+            // wait for the client's delayed ACK (40 ms on Linux).
+            stream.set_nodelay(true)?;
+            let mut tracked = connections.lock();
+            // Forget connections that are already closed.
+            tracked.retain(|s: &std::net::TcpStream| s.peer_addr().is_ok());
+            tracked.push(stream.try_clone()?);
+            tokio::net::TcpStream::from_std(stream)
+        });
+        let result = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "dapr emulator stopped");
+        }
+    };
+    (shutdown, closed, serve)
 }

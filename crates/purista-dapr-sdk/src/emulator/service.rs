@@ -16,6 +16,7 @@ use dapr::dapr::proto::{
 };
 use parking_lot::Mutex;
 use prost::Message;
+use tokio::sync::watch;
 use tonic::{
     Request, Response, Status, Streaming,
     codegen::tokio_stream::Empty,
@@ -212,6 +213,8 @@ pub(crate) struct Emulator {
     transactions: bool,
     delay: Duration,
     max_body_size: usize,
+    /// `true` while the sidecar is stalled ([`Sidecar::stall`](super::Sidecar::stall)).
+    stalled: watch::Receiver<bool>,
 }
 
 impl Emulator {
@@ -221,8 +224,9 @@ impl Emulator {
         transactions: bool,
         delay: Duration,
         max_body_size: usize,
+        stalled: watch::Receiver<bool>,
     ) -> Self {
-        Emulator { app_id: app_id.into(), state, transactions, delay, max_body_size }
+        Emulator { app_id: app_id.into(), state, transactions, delay, max_body_size, stalled }
     }
 
     /// daprd's receive limit, with grpc-go's answer.
@@ -249,11 +253,30 @@ impl Emulator {
         Ok(Response::new(response))
     }
 
-    /// Holds every state call back by the configured delay.
-    async fn pause(&self) {
+    /// Runs a state call's `work` after the configured delay, once the
+    /// sidecar is not stalled. A call held by a stall waits on a task of its
+    /// own, so it still runs when the stall ends even if its client gave up
+    /// or its deadline passed meanwhile, as a daprd whose state component
+    /// hangs may still apply a call its client gave up on: the client cannot
+    /// know whether such a call was applied.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Emulator) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
+        let mut stalled = self.stalled.clone();
+        if !*stalled.borrow_and_update() {
+            return work(self);
+        }
+        let this = self.clone();
+        let held = tokio::spawn(async move {
+            // Err: the sidecar was dropped while stalled.
+            stalled.wait_for(|s| !*s).await.map_err(|_| Status::unavailable("the sidecar is shut down"))?;
+            work(&this)
+        });
+        held.await.map_err(|e| Status::internal(format!("a held state call failed: {e}")))?
     }
 
     /// `<app-id>||<key>`, refusing what Dapr's state loader refuses.
@@ -343,8 +366,7 @@ dapr_service! {
 
         async fn get_state(&self, request: Request<rt::GetStateRequest>) -> Result<Response<rt::GetStateResponse>, Status> {
             let req = self.receive(request)?;
-            self.pause().await;
-            let item = self.get_item(&req.store_name, &req.key)?;
+            let item = self.run(move |e| e.get_item(&req.store_name, &req.key)).await?;
             let response = match item {
                 Some(i) => rt::GetStateResponse { metadata: i.metadata(), etag: i.version.to_string(), data: i.value },
                 None => rt::GetStateResponse::default(),
@@ -357,54 +379,59 @@ dapr_service! {
             request: Request<rt::GetBulkStateRequest>,
         ) -> Result<Response<rt::GetBulkStateResponse>, Status> {
             let req = self.receive(request)?;
-            self.pause().await;
-            let keys = req.keys.iter().map(|k| self.stored_key(k)).collect::<Result<Vec<_>, _>>()?;
-            let now = SystemTime::now();
-            let mut state = self.state.lock();
-            let store = state.store(&req.store_name)?;
-            let items = req
-                .keys
-                .into_iter()
-                .zip(keys)
-                .map(|(key, stored)| match store.live(&stored, now) {
-                    Some(i) => rt::BulkStateItem {
-                        key,
-                        data: i.value.clone(),
-                        etag: i.version.to_string(),
-                        error: String::new(),
-                        metadata: i.metadata(),
-                    },
-                    None => rt::BulkStateItem { key, ..Default::default() },
-                })
-                .collect();
-            drop(state);
+            let items = self.run(move |e| {
+                let keys = req.keys.iter().map(|k| e.stored_key(k)).collect::<Result<Vec<_>, _>>()?;
+                let now = SystemTime::now();
+                let mut state = e.state.lock();
+                let store = state.store(&req.store_name)?;
+                Ok(req
+                    .keys
+                    .into_iter()
+                    .zip(keys)
+                    .map(|(key, stored)| match store.live(&stored, now) {
+                        Some(i) => rt::BulkStateItem {
+                            key,
+                            data: i.value.clone(),
+                            etag: i.version.to_string(),
+                            error: String::new(),
+                            metadata: i.metadata(),
+                        },
+                        None => rt::BulkStateItem { key, ..Default::default() },
+                    })
+                    .collect())
+            })
+            .await?;
             self.send(rt::GetBulkStateResponse { items })
         }
 
         async fn save_state(&self, request: Request<rt::SaveStateRequest>) -> Result<Response<()>, Status> {
             let req = self.receive(request)?;
-            self.pause().await;
-            let context = format!("failed saving state in state store {}", req.store_name);
-            self.state.lock().store(&req.store_name)?;
-            let changes = req
-                .states
-                .into_iter()
-                .map(|item| self.change(item, true))
-                .collect::<Result<Result<Vec<_>, Fail>, Status>>()?
-                .map_err(|f| f.status(&context))?;
-            let mut state = self.state.lock();
-            let State { stores, version } = &mut *state;
-            let store = stores.get_mut(&req.store_name).ok_or_else(|| Status::internal("store vanished"))?;
-            store.apply(changes, version).map_err(|f| f.status(&context))?;
-            Ok(Response::new(()))
+            self.run(move |e| {
+                let context = format!("failed saving state in state store {}", req.store_name);
+                e.state.lock().store(&req.store_name)?;
+                let changes = req
+                    .states
+                    .into_iter()
+                    .map(|item| e.change(item, true))
+                    .collect::<Result<Result<Vec<_>, Fail>, Status>>()?
+                    .map_err(|f| f.status(&context))?;
+                let mut state = e.state.lock();
+                let State { stores, version } = &mut *state;
+                let store = stores.get_mut(&req.store_name).ok_or_else(|| Status::internal("store vanished"))?;
+                store.apply(changes, version).map_err(|f| f.status(&context))?;
+                Ok(Response::new(()))
+            })
+            .await
         }
 
         async fn delete_state(&self, request: Request<rt::DeleteStateRequest>) -> Result<Response<()>, Status> {
             let req = self.receive(request)?;
-            self.pause().await;
-            let context = format!("failed deleting state with key {}", req.key);
-            let item = StateItem { key: req.key, etag: req.etag, options: req.options, ..Default::default() };
-            self.delete(&req.store_name, vec![item], &context)
+            self.run(move |e| {
+                let context = format!("failed deleting state with key {}", req.key);
+                let item = StateItem { key: req.key, etag: req.etag, options: req.options, ..Default::default() };
+                e.delete(&req.store_name, vec![item], &context)
+            })
+            .await
         }
 
         async fn delete_bulk_state(
@@ -412,9 +439,11 @@ dapr_service! {
             request: Request<rt::DeleteBulkStateRequest>,
         ) -> Result<Response<()>, Status> {
             let req = self.receive(request)?;
-            self.pause().await;
-            let context = format!("failed deleting state in state store {}", req.store_name);
-            self.delete(&req.store_name, req.states, &context)
+            self.run(move |e| {
+                let context = format!("failed deleting state in state store {}", req.store_name);
+                e.delete(&req.store_name, req.states, &context)
+            })
+            .await
         }
 
         async fn execute_state_transaction(
@@ -422,39 +451,7 @@ dapr_service! {
             request: Request<rt::ExecuteStateTransactionRequest>,
         ) -> Result<Response<()>, Status> {
             let req = self.receive(request)?;
-            self.pause().await;
-            self.state.lock().store(&req.store_name)?;
-            if !self.transactions {
-                return Err(Status::unimplemented(format!(
-                    "state store {} doesn't support transactions",
-                    req.store_name
-                )));
-            }
-            let mut changes = Vec::with_capacity(req.operations.len());
-            let mut failure = None;
-            for op in req.operations {
-                let write = match op.operation_type.as_str() {
-                    "upsert" => true,
-                    "delete" => false,
-                    other => {
-                        return Err(Status::unimplemented(format!("operation type {other} not supported")));
-                    }
-                };
-                let item = op.request.ok_or_else(|| Status::invalid_argument("transaction operation without request"))?;
-                match self.change(item, write)? {
-                    Ok(change) => changes.push(change),
-                    Err(f) => failure = failure.or(Some(f)),
-                }
-            }
-            let internal = |f: Fail| Status::internal(format!("error while executing state transaction: {}", f.message()));
-            if let Some(f) = failure {
-                return Err(internal(f));
-            }
-            let mut state = self.state.lock();
-            let State { stores, version } = &mut *state;
-            let store = stores.get_mut(&req.store_name).ok_or_else(|| Status::internal("store vanished"))?;
-            store.apply(changes, version).map_err(internal)?;
-            Ok(Response::new(()))
+            self.run(move |e| e.transact(req)).await
         }
     }
     invoke_service(rt::InvokeServiceRequest) -> common::InvokeResponse;
@@ -542,6 +539,44 @@ dapr_service! {
 }
 
 impl Emulator {
+    fn transact(&self, req: rt::ExecuteStateTransactionRequest) -> Result<Response<()>, Status> {
+        self.state.lock().store(&req.store_name)?;
+        if !self.transactions {
+            return Err(Status::unimplemented(format!(
+                "state store {} doesn't support transactions",
+                req.store_name
+            )));
+        }
+        let mut changes = Vec::with_capacity(req.operations.len());
+        let mut failure = None;
+        for op in req.operations {
+            let write = match op.operation_type.as_str() {
+                "upsert" => true,
+                "delete" => false,
+                other => {
+                    return Err(Status::unimplemented(format!("operation type {other} not supported")));
+                }
+            };
+            let item = op
+                .request
+                .ok_or_else(|| Status::invalid_argument("transaction operation without request"))?;
+            match self.change(item, write)? {
+                Ok(change) => changes.push(change),
+                Err(f) => failure = failure.or(Some(f)),
+            }
+        }
+        let internal =
+            |f: Fail| Status::internal(format!("error while executing state transaction: {}", f.message()));
+        if let Some(f) = failure {
+            return Err(internal(f));
+        }
+        let mut state = self.state.lock();
+        let State { stores, version } = &mut *state;
+        let store = stores.get_mut(&req.store_name).ok_or_else(|| Status::internal("store vanished"))?;
+        store.apply(changes, version).map_err(internal)?;
+        Ok(Response::new(()))
+    }
+
     fn delete(&self, store: &str, items: Vec<StateItem>, context: &str) -> Result<Response<()>, Status> {
         self.state.lock().store(store)?;
         let changes = items
