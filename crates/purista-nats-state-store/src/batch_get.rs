@@ -30,7 +30,7 @@ use async_nats::{Client, jetstream::message::StreamMessage};
 use futures_util::StreamExt;
 use purista_core::{Error, ErrorKind, Result};
 
-use crate::error;
+use crate::{error, reads::NATS_STREAM};
 
 /// The most messages one answer may hold (nats-server's `maxAllowedResponses`):
 /// each of our subjects is literal, so it matches at most one.
@@ -44,19 +44,34 @@ const BODY_OVERHEAD: usize = 32;
 /// most [`MAX_SUBJECTS`] and `max_payload` bytes each), one after the other;
 /// an answer the server cut at its byte limit is completed by asking again
 /// for the subjects it did not answer. Each request waits at most `timeout`.
+///
+/// With `own` (the stream's name), only answers the stream gave itself
+/// count: one request is answered by one responder, so an answer with a
+/// message naming `own` in `Nats-Stream` is the stream's whole answer, gaps
+/// included. An answer from another stream (a mirror in the direct-get queue
+/// group) or without any message (`404`, which names no stream) gives
+/// `None`: the caller asks the stream leader instead.
 pub(crate) async fn last_messages(
     client: &Client,
     api_subject: &str,
     subjects: &[String],
     timeout: Duration,
-) -> Result<HashMap<String, StreamMessage>> {
+    own: Option<&str>,
+) -> Result<Option<HashMap<String, StreamMessage>>> {
     // Each subject asked once, however often it was given.
     let mut wanted: HashSet<&str> = HashSet::with_capacity(subjects.len());
     let distinct: Vec<&str> = subjects.iter().map(String::as_str).filter(|s| wanted.insert(s)).collect();
     let mut found = HashMap::with_capacity(distinct.len());
     let max_payload = client.server_info().max_payload;
     for mut todo in chunks(&distinct, max_payload) {
-        while !ask(client, api_subject, &todo, timeout, &wanted, &mut found).await? {
+        loop {
+            let answer = ask(client, api_subject, &todo, timeout, &wanted, &mut found).await?;
+            if own.is_some() && answer.stream.as_deref() != own {
+                return Ok(None);
+            }
+            if answer.whole {
+                break;
+            }
             let before = todo.len();
             todo.retain(|s| !found.contains_key(*s));
             if todo.is_empty() {
@@ -71,7 +86,15 @@ pub(crate) async fn last_messages(
             }
         }
     }
-    Ok(found)
+    Ok(Some(found))
+}
+
+/// What one request brought besides the messages.
+struct Answer {
+    /// Nothing left out: no more to ask for.
+    whole: bool,
+    /// The stream that answered (`Nats-Stream` of a message), if any did.
+    stream: Option<String>,
 }
 
 /// Splits `subjects` into requests the server takes. Subjects are built
@@ -106,7 +129,7 @@ fn body(subjects: &[&str]) -> Vec<u8> {
 }
 
 /// One request: adds what it answers to `found`; returns whether the answer
-/// was whole.
+/// was whole, and who gave it.
 async fn ask(
     client: &Client,
     api_subject: &str,
@@ -114,7 +137,7 @@ async fn ask(
     timeout: Duration,
     wanted: &HashSet<&str>,
     found: &mut HashMap<String, StreamMessage>,
-) -> Result<bool> {
+) -> Result<Answer> {
     // An inbox per request: a late message of an abandoned answer cannot be
     // taken for part of the next one.
     let inbox = client.new_inbox();
@@ -128,6 +151,7 @@ async fn ask(
     // a connection that is down and reconnecting) gives Timeout, not a hang.
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delivered = 0;
+    let mut stream = None;
     loop {
         let message = match tokio::time::timeout_at(deadline, answers.next()).await {
             Err(_) => {
@@ -153,6 +177,9 @@ async fn ask(
                 )
                 .with_source(e)
             })?;
+            if stream.is_none() {
+                stream = message.headers.get(NATS_STREAM).map(|v| v.as_str().to_owned());
+            }
             // Anything we did not ask for is ignored, not trusted.
             if wanted.contains(message.subject.as_str()) {
                 found.insert(message.subject.to_string(), message);
@@ -174,11 +201,11 @@ async fn ask(
                             "NATS batched get: end of batch without Nats-Num-Pending",
                         )
                     })?;
-                Ok(pending == 0)
+                Ok(Answer { whole: pending == 0, stream })
             }
             // Alone: none of the subjects has a message. After messages (a
             // message gone between listing and sending): ask for the rest again.
-            404 => Ok(delivered == 0),
+            404 => Ok(Answer { whole: delivered == 0, stream }),
             503 => Err(Error::new(
                 ErrorKind::Unavailable,
                 "NATS batched get: no responders (the bucket's stream is gone or no longer allows direct gets)",

@@ -85,7 +85,6 @@ use async_nats::{
         consumer::{DeliverPolicy, ReplayPolicy, push, push::OrderedErrorKind},
         kv,
         message::StreamMessage,
-        stream::{DirectGetErrorKind, LastRawMessageErrorKind},
     },
 };
 use bytes::Bytes;
@@ -103,6 +102,7 @@ mod bucket;
 mod error;
 pub mod key;
 mod list;
+mod reads;
 
 pub use error::NO_JETSTREAM;
 
@@ -212,6 +212,7 @@ pub struct NatsStateStoreBuilder {
     chosen: bucket::Chosen,
     update_bucket: bool,
     remove_mode: RemoveMode,
+    replica_reads: bool,
     config: StoreConfig,
 }
 
@@ -233,6 +234,7 @@ impl fmt::Debug for NatsStateStoreBuilder {
             .field("settings", &self.settings)
             .field("update_bucket", &self.update_bucket)
             .field("remove_mode", &self.remove_mode)
+            .field("replica_reads", &self.replica_reads)
             .field("config", &self.config)
             .finish()
     }
@@ -343,6 +345,17 @@ impl NatsStateStoreBuilder {
         self.remove_mode = mode;
         self
     }
+    /// Reads (`get`, `get_entry`, `get_state`) as JetStream direct gets on a
+    /// bucket with more than one replica too: any replica, or a mirror of
+    /// the bucket, answers, which spreads reads over the replicas but **may
+    /// read a value older than one already acknowledged** (reads are then
+    /// not linearizable). Default off: on a replicated bucket reads go
+    /// through the stream leader; a one-replica bucket uses direct gets
+    /// either way (its only replica is the leader).
+    pub fn replica_reads(mut self, on: bool) -> Self {
+        self.replica_reads = on;
+        self
+    }
     /// The base config (enable switches, key prefix).
     pub fn store_config(mut self, config: StoreConfig) -> Self {
         self.config = config;
@@ -432,10 +445,18 @@ impl NatsStateStoreBuilder {
             tracing::warn!(bucket = %bucket, "{reason}");
         }
         let publish_prefix = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
-        let direct = info.allow_direct;
-        // Decided once: batched direct gets need nats-server 2.11+ and a stream
-        // that allows direct gets; otherwise `get_state` reads key by key.
-        let batch_get = (direct && version(&client.server_info().version) >= (2, 11))
+        // Decided once, from the stream as it is now: leader reads on a
+        // replicated stream unless replica reads were asked for (reads.rs).
+        let reads = reads::ReadPath::choose(info, self.replica_reads);
+        if info.mirror.is_some() {
+            tracing::warn!(
+                bucket = %bucket,
+                "the bucket is a mirror: reads see what the mirror has, which trails the origin that takes the writes"
+            );
+        }
+        // Batched direct gets need nats-server 2.11+ and direct reads;
+        // otherwise `get_state` reads key by key.
+        let batch_get = (reads.direct() && version(&client.server_info().version) >= (2, 11))
             .then(|| format!("{JS_API}.DIRECT.GET.{}", kv.stream_name));
         let history = info.max_messages_per_subject;
         let marker_ttl = bucket::marker_ttl(&kv);
@@ -446,7 +467,7 @@ impl NatsStateStoreBuilder {
                 js,
                 read_prefix: kv.prefix.clone(),
                 publish_prefix,
-                direct,
+                reads,
                 batch_get,
                 kv,
                 client,
@@ -499,7 +520,8 @@ struct Inner {
     read_prefix: String,
     /// Where writes go (differs from `read_prefix` for mirrors and domains).
     publish_prefix: String,
-    direct: bool,
+    /// How reads reach the stream (reads.rs).
+    reads: reads::ReadPath,
     /// Where `get_state` sends batched direct gets; `None`: key by key.
     batch_get: Option<String>,
     bucket: String,
@@ -517,6 +539,7 @@ impl fmt::Debug for NatsStateStore {
             .field("config", &self.config)
             .field("remove_mode", &i.remove_mode)
             .field("capabilities", &i.caps)
+            .field("reads", &i.reads)
             .field("batched_get", &i.batch_get.is_some())
             .finish()
     }
@@ -683,31 +706,40 @@ impl NatsStateStore {
 
     /// The last message under a (mapped) key.
     async fn last(&self, key: &str, nats_key: &str) -> Result<Option<StreamMessage>> {
+        self.last_via(self.inner.reads, key, nats_key).await
+    }
+
+    async fn last_via(
+        &self,
+        path: reads::ReadPath,
+        key: &str,
+        nats_key: &str,
+    ) -> Result<Option<StreamMessage>> {
         let subject = format!("{}{nats_key}", self.inner.read_prefix);
-        let stream = &self.inner.kv.stream;
-        if self.inner.direct {
-            match stream.direct_get_last_for_subject(subject).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-                Err(e) if e.kind() == DirectGetErrorKind::TimedOut => {
-                    Err(Error::new(ErrorKind::Timeout, "NATS get timed out").with_key(key).with_source(e))
-                }
-                Err(e) => Err(error::wrap("get", Some(key), e)),
-            }
-        } else {
-            match stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                Err(e) => Err(error::wrap("get", Some(key), e)),
-            }
-        }
+        reads::last(&self.inner.kv.stream, path, key, subject).await
     }
 
     async fn current(&self, key: &str, nats_key: &str) -> Result<Current> {
-        Ok(match self.last(key, nats_key).await? {
+        self.current_via(self.inner.reads, key, nats_key).await
+    }
+
+    async fn current_via(&self, path: reads::ReadPath, key: &str, nats_key: &str) -> Result<Current> {
+        Ok(match self.last_via(path, key, nats_key).await? {
             None => Current::Missing,
             Some(m) => classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload),
         })
+    }
+
+    /// `keys` read one by one over `path`, concurrently on the one connection
+    /// (one round trip of latency).
+    async fn read_each(&self, path: reads::ReadPath, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        let reads = keys.iter().map(|k| async move {
+            Ok(match self.current_via(path, k, &nats_key(k)?).await? {
+                Current::Live { value, .. } => Some(Json::from_stored(value)),
+                _ => None,
+            })
+        });
+        futures_util::future::try_join_all(reads).await
     }
 
     /// Adds the TTL of a write. On a bucket that keeps history, a value
@@ -831,21 +863,22 @@ impl Backend for NatsStateStore {
 
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         let Some(api_subject) = &self.inner.batch_get else {
-            // Concurrent gets on the one connection: one round trip of latency.
-            let reads = keys.iter().map(|k| async move {
-                Ok(match self.current(k, &nats_key(k)?).await? {
-                    Current::Live { value, .. } => Some(Json::from_stored(value)),
-                    _ => None,
-                })
-            });
-            return futures_util::future::try_join_all(reads).await;
+            return self.read_each(self.inner.reads, keys).await;
         };
         let subjects = keys
             .iter()
             .map(|k| Ok(format!("{}{}", self.inner.read_prefix, nats_key(k)?)))
             .collect::<Result<Vec<String>>>()?;
         let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let last = batch_get::last_messages(&self.inner.client, api_subject, &subjects, timeout).await?;
+        // On one replica only the stream's own answer counts (reads.rs).
+        let own = (self.inner.reads == reads::ReadPath::SingleReplica)
+            .then_some(self.inner.kv.stream_name.as_str());
+        let answer =
+            batch_get::last_messages(&self.inner.client, api_subject, &subjects, timeout, own).await?;
+        let Some(last) = answer else {
+            // A mirror answered, or nothing was found: the leader decides.
+            return self.read_each(reads::ReadPath::Leader, keys).await;
+        };
         Ok(subjects
             .iter()
             .map(|s| {
