@@ -47,7 +47,24 @@
 //! | list                       | an ephemeral pull consumer, `no_wait` batches, headers only      |
 //! | watch                      | an ordered consumer on `$KV.<bucket>.>` or whole leading tokens   |
 //! | expired (watch)            | the server's delete marker with `Nats-Marker-Reason: MaxAge`     |
-//! | `get_state`                | one batched direct get (`multi_last`) per up to 1024 names        |
+//! | get (one replica)          | a direct get; the stream's own answer counts, else the leader's  |
+//! | get (replicated bucket)    | `STREAM.MSG.GET`, answered by the stream leader                  |
+//! | `get_state` (one replica)  | one batched direct get (`multi_last`) per up to 1024 names        |
+//! | `get_state` (replicated)   | the leader's last sequence S, then the batch from a replica at S  |
+//!
+//! # Reads are linearizable
+//!
+//! A read that starts after a write was acknowledged sees it (or something
+//! newer). On a bucket whose stream has more than one replica, reads go
+//! through the stream leader, as a direct get may be answered by a follower
+//! that has not applied the write yet. A one-replica bucket keeps direct
+//! gets, its only replica being the leader; a mirror of the bucket taking
+//! part in its direct gets is recognised by the `Nats-Stream` header, and
+//! its answers (and misses, which name no stream) are asked again at the
+//! leader. [`replica_reads`](NatsStateStoreBuilder::replica_reads) opts into
+//! direct gets from any replica for read throughput, at the price of reads
+//! that may return a value older than one already acknowledged. The choice
+//! is made at connect, from the bucket's replica count then.
 //!
 //! # `get_state`: one request, one point in time
 //!
@@ -61,9 +78,14 @@
 //! byte limit (`max_pending`, 64 MiB by default). Later requests are not
 //! pinned to the first one's sequence (`up_to_seq`): with history 1, a key
 //! written in between keeps no message at or before that sequence and would
-//! read as missing. With an older server, or a bucket whose stream does not
-//! allow direct gets (decided at connect), names are read one by one,
-//! concurrently, each at its own point in time. Either way each request waits
+//! read as missing. On a replicated bucket (without replica reads) the store
+//! first asks the stream leader for its last message's sequence S, and takes
+//! the batched answer only from a replica that is at or past S and has no
+//! asked name past S: the stream at S, after the call started (else leader
+//! gets per name on the same condition; a few tries, then `Unavailable`).
+//! With an older server, or a bucket whose stream does not allow direct gets
+//! (decided at connect), names are read one by one, concurrently, each at
+//! its own point in time. Either way each request waits
 //! at most the connection's request timeout (10 s if it has none).
 //!
 //! Errors keep the async-nats error as their [`source`](std::error::Error::source);
@@ -128,6 +150,9 @@ const JS_API: &str = "$JS.API";
 /// A batched get's bound when the connection has no request timeout: it waits
 /// for several messages, so it never waits forever (async-nats's default).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `get_state` on a replicated bucket tries for an answer at one
+/// point in time before it gives up.
+const FENCED_ATTEMPTS: usize = 5;
 
 /// What [`remove`](purista_core::StateStore::remove) leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -454,9 +479,9 @@ impl NatsStateStoreBuilder {
                 "the bucket is a mirror: reads see what the mirror has, which trails the origin that takes the writes"
             );
         }
-        // Batched direct gets need nats-server 2.11+ and direct reads;
-        // otherwise `get_state` reads key by key.
-        let batch_get = (reads.direct() && version(&client.server_info().version) >= (2, 11))
+        // Batched direct gets need nats-server 2.11+ and a stream that allows
+        // direct gets; otherwise `get_state` reads key by key.
+        let batch_get = (info.allow_direct && version(&client.server_info().version) >= (2, 11))
             .then(|| format!("{JS_API}.DIRECT.GET.{}", kv.stream_name));
         let history = info.max_messages_per_subject;
         let marker_ttl = bucket::marker_ttl(&kv);
@@ -730,6 +755,74 @@ impl NatsStateStore {
         })
     }
 
+    /// The last message of each of `subjects` through batched direct gets,
+    /// at one point in time; `None` if no answer could be trusted.
+    async fn last_messages(
+        &self,
+        api_subject: &str,
+        subjects: &[String],
+    ) -> Result<Option<HashMap<String, StreamMessage>>> {
+        use batch_get::Accept;
+        let i = &self.inner;
+        let timeout = i.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let own = Some(i.kv.stream_name.as_str());
+        match i.reads {
+            reads::ReadPath::Replicas => {
+                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &Accept::default()).await
+            }
+            // The only replica is the leader; a mirror must not answer.
+            reads::ReadPath::SingleReplica => {
+                let accept = Accept { stream: own, after: None };
+                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept).await
+            }
+            // Any replica may answer with the stream as the leader had it
+            // after the call started (reads.rs); else the leader, checked.
+            reads::ReadPath::Leader => {
+                for attempt in 0..FENCED_ATTEMPTS {
+                    let Some((seq, subject)) = reads::fence(&i.kv.stream, &i.read_prefix).await? else {
+                        // The leader holds nothing: no name has a value.
+                        return Ok(Some(HashMap::new()));
+                    };
+                    let accept = Accept { stream: own, after: Some((seq, subject.as_str())) };
+                    let answer = batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept);
+                    // Messages past S may be committed but not yet applied at
+                    // the leader, whose reads would then go back in time.
+                    if let Some(found) = answer.await?.filter(|f| f.values().all(|m| m.sequence <= seq)) {
+                        return Ok(Some(found));
+                    }
+                    if let Some(found) = self.leader_snapshot(subjects, seq).await? {
+                        return Ok(Some(found));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5 * (attempt as u64 + 1))).await;
+                }
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "NATS get_state: no answer at one point in time after {FENCED_ATTEMPTS} attempts \
+                         (replicas behind the stream leader while the names kept changing)"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// `subjects` read at the leader one by one, concurrently, if together
+    /// they are the stream at `seq`: none has a message past it. (A subject
+    /// keeps a last message once written; removals and purges are markers.)
+    async fn leader_snapshot(
+        &self,
+        subjects: &[String],
+        seq: u64,
+    ) -> Result<Option<HashMap<String, StreamMessage>>> {
+        let stream = &self.inner.kv.stream;
+        let reads = subjects.iter().map(|s| async move {
+            Ok::<_, Error>(reads::leader_last(stream, None, s).await?.map(|m| (s.clone(), m)))
+        });
+        let found: HashMap<String, StreamMessage> =
+            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        Ok(found.values().all(|m| m.sequence <= seq).then_some(found))
+    }
+
     /// `keys` read one by one over `path`, concurrently on the one connection
     /// (one round trip of latency).
     async fn read_each(&self, path: reads::ReadPath, keys: &[&str]) -> Result<Vec<Option<Json>>> {
@@ -869,13 +962,7 @@ impl Backend for NatsStateStore {
             .iter()
             .map(|k| Ok(format!("{}{}", self.inner.read_prefix, nats_key(k)?)))
             .collect::<Result<Vec<String>>>()?;
-        let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        // On one replica only the stream's own answer counts (reads.rs).
-        let own = (self.inner.reads == reads::ReadPath::SingleReplica)
-            .then_some(self.inner.kv.stream_name.as_str());
-        let answer =
-            batch_get::last_messages(&self.inner.client, api_subject, &subjects, timeout, own).await?;
-        let Some(last) = answer else {
+        let Some(last) = self.last_messages(api_subject, &subjects).await? else {
             // A mirror answered, or nothing was found: the leader decides.
             return self.read_each(reads::ReadPath::Leader, keys).await;
         };

@@ -5,11 +5,21 @@
 //!   stream leader only (nats-server's `jsMsgGetRequest` drops the request on
 //!   every other node, and a newly elected leader counts as leader only once
 //!   it has applied its log). The leader acknowledges a write after storing
-//!   it, so a read that starts after the acknowledgement sees the write. No
-//!   batched form exists (the server refuses `batch` there), so `get_state`
-//!   sends one such get per name, concurrently. The default on a stream
-//!   with more than one replica, where a direct get may be answered by a
-//!   follower that has not applied the write yet.
+//!   it, so a read that starts after the acknowledgement sees the write. The
+//!   default on a stream with more than one replica, where a direct get may
+//!   be answered by a follower that has not applied the write yet. No
+//!   batched form exists (the server refuses `batch` there), and one leader
+//!   get per name would read each name at its own point in time; so
+//!   `get_state` first asks the leader for the stream's last message (its
+//!   sequence S is past every write acknowledged before the call), then
+//!   sends the batched direct get, which any replica answers, and takes the
+//!   answer only from a replica of the stream at or past S (the answer's
+//!   `Nats-UpTo-Sequence`) with no message past S: then it is the stream at
+//!   S for those names (a name keeps a last message once written; removals
+//!   are markers). A message past S may be committed but not yet applied at
+//!   the leader, and a later leader read would go back in time. Failing
+//!   that, leader gets per name count on the same condition; a few attempts
+//!   with a fresh S, then `Unavailable`.
 //! - [`ReadPath::SingleReplica`]: direct gets on a one-replica stream. Its
 //!   only replica is the leader, so its direct answers are as fresh as a
 //!   leader get, without the JetStream API layer. But a mirror of the bucket
@@ -60,11 +70,6 @@ impl ReadPath {
             ReadPath::Leader
         }
     }
-
-    /// Whether reads are direct gets (and `get_state` may batch them).
-    pub(crate) fn direct(self) -> bool {
-        self != ReadPath::Leader
-    }
 }
 
 /// Whether a direct get's answer came from `stream` itself (not a mirror).
@@ -80,7 +85,7 @@ pub(crate) async fn last(
     subject: String,
 ) -> Result<Option<StreamMessage>> {
     match path {
-        ReadPath::Leader => leader_last(stream, key, &subject).await,
+        ReadPath::Leader => leader_last(stream, Some(key), &subject).await,
         ReadPath::Replicas => direct_last(stream, key, subject).await,
         ReadPath::SingleReplica => {
             let own = &stream.cached_info().config.name;
@@ -88,13 +93,17 @@ pub(crate) async fn last(
                 Some(m) if answered_by(&m, own) => Ok(Some(m)),
                 // A mirror answered, or no one had the key: only the stream
                 // itself can say it has nothing newer.
-                _ => leader_last(stream, key, &subject).await,
+                _ => leader_last(stream, Some(key), &subject).await,
             }
         }
     }
 }
 
-async fn direct_last(stream: &Stream, key: &str, subject: String) -> Result<Option<StreamMessage>> {
+pub(crate) async fn direct_last(
+    stream: &Stream,
+    key: &str,
+    subject: String,
+) -> Result<Option<StreamMessage>> {
     match stream.direct_get_last_for_subject(subject).await {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
@@ -105,11 +114,26 @@ async fn direct_last(stream: &Stream, key: &str, subject: String) -> Result<Opti
     }
 }
 
-async fn leader_last(stream: &Stream, key: &str, subject: &str) -> Result<Option<StreamMessage>> {
+/// The stream's last message as its leader has it now: its sequence and
+/// subject (`None` for an empty stream). A `get_state` whose answer reflects
+/// the stream at or past this sequence sees every write acknowledged before
+/// it asked.
+pub(crate) async fn fence(stream: &Stream, read_prefix: &str) -> Result<Option<(u64, String)>> {
+    let last = leader_last(stream, None, &format!("{read_prefix}>")).await?;
+    Ok(last.map(|m| (m.sequence, m.subject.to_string())))
+}
+
+/// The last message on `subject` as the stream leader has it (`key`, if
+/// any, is named in errors).
+pub(crate) async fn leader_last(
+    stream: &Stream,
+    key: Option<&str>,
+    subject: &str,
+) -> Result<Option<StreamMessage>> {
     match stream.get_last_raw_message_by_subject(subject).await {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(error::wrap("get", Some(key), e)),
+        Err(e) => Err(error::wrap("get", key, e)),
     }
 }
 
