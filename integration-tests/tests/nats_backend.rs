@@ -637,3 +637,70 @@ async fn get_state_with_the_server_gone_is_bounded() {
     assert!(matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Unavailable), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3), "bounded: {:?}", started.elapsed());
 }
+
+/// A real mirror of the bucket, in the stream's direct-get queue group
+/// (`mirror_direct`, as async-nats and nats.go make KV mirrors), that reads
+/// like one that has not caught up, whatever the timing: it takes only the
+/// origin's `old` key and holds it as `a`, and has no `b`.
+async fn lagging_mirror(url: &str, bucket: &str) {
+    use async_nats::jetstream::stream::{Config, Source, StorageType, SubjectTransform};
+    let js = raw(url).await;
+    let config = Config {
+        name: format!("KV_{bucket}_mirror"),
+        storage: StorageType::Memory,
+        mirror: Some(Source {
+            name: format!("KV_{bucket}"),
+            subject_transforms: vec![SubjectTransform {
+                source: format!("$KV.{bucket}.old"),
+                destination: format!("$KV.{bucket}.a"),
+            }],
+            ..Default::default()
+        }),
+        mirror_direct: true,
+        allow_direct: true,
+        ..Default::default()
+    };
+    let mut mirror = js.create_stream(config).await.expect("create the mirror");
+    // It joins the direct-get queue group once it has caught up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mirror.info().await.unwrap().state.messages < 1 {
+        assert!(Instant::now() < deadline, "the mirror never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// On a one-replica bucket reads stay direct gets, but only the stream's own
+/// answers count: a mirror in the direct-get queue group that has not caught
+/// up, and a miss, are asked again at the stream leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_mirror_does_not_answer_reads_on_one_replica() {
+    let Some(url) = url().await else { return };
+    let store = builder(&url, "mirrored").connect().await.unwrap();
+    assert!(format!("{store:?}").contains("reads: SingleReplica"), "{store:?}");
+    store.set("old", &1).await.unwrap();
+    store.set("a", &2).await.unwrap();
+    store.set("b", &2).await.unwrap();
+    lagging_mirror(&url, store.bucket()).await;
+    let two = Some(Json::encode(&2).unwrap());
+    for i in 0..32 {
+        assert_eq!(store.get_value("a").await.unwrap(), two, "get a, read {i}");
+        assert_eq!(store.get_value("b").await.unwrap(), two, "get b, read {i}");
+        let entry = store.get_entry("a").await.unwrap().unwrap();
+        assert_eq!(Some(entry.value), two, "get_entry a, read {i}");
+        let state = store.get_state(&["a", "b"]).await.unwrap();
+        assert_eq!((&state["a"], &state["b"]), (&two, &two), "get_state, read {i}");
+    }
+    // Replica reads take whatever answers: the mirror's older value too
+    // (the server gives each request to one member of the queue group).
+    let replica =
+        builder(&url, "mirrored").bucket(store.bucket()).replica_reads(true).connect().await.unwrap();
+    assert!(format!("{replica:?}").contains("reads: Replicas"), "{replica:?}");
+    let mut stale = 0;
+    for _ in 0..32 {
+        if replica.get_value("a").await.unwrap() != two {
+            stale += 1;
+        }
+    }
+    eprintln!("replica reads: {stale} of 32 answered by the mirror");
+    assert!(stale > 0, "with replica reads the mirror's answers count");
+}

@@ -30,7 +30,7 @@ use async_nats::{Client, jetstream::message::StreamMessage};
 use futures_util::StreamExt;
 use purista_core::{Error, ErrorKind, Result};
 
-use crate::error;
+use crate::{error, reads::NATS_STREAM};
 
 /// The most messages one answer may hold (nats-server's `maxAllowedResponses`):
 /// each of our subjects is literal, so it matches at most one.
@@ -44,47 +44,99 @@ const BODY_OVERHEAD: usize = 32;
 /// most [`MAX_SUBJECTS`] and `max_payload` bytes each), one after the other;
 /// an answer the server cut at its byte limit is completed by asking again
 /// for the subjects it did not answer. Each request waits at most `timeout`.
+///
+/// `accept` says which answers count; one that does not gives `None` (the
+/// caller asks again, or asks the stream leader).
 pub(crate) async fn last_messages(
     client: &Client,
     api_subject: &str,
     subjects: &[String],
     timeout: Duration,
-) -> Result<HashMap<String, StreamMessage>> {
+    accept: &Accept<'_>,
+) -> Result<Option<HashMap<String, StreamMessage>>> {
     // Each subject asked once, however often it was given.
     let mut wanted: HashSet<&str> = HashSet::with_capacity(subjects.len());
     let distinct: Vec<&str> = subjects.iter().map(String::as_str).filter(|s| wanted.insert(s)).collect();
     let mut found = HashMap::with_capacity(distinct.len());
-    let max_payload = client.server_info().max_payload;
-    for mut todo in chunks(&distinct, max_payload) {
-        while !ask(client, api_subject, &todo, timeout, &wanted, &mut found).await? {
-            let before = todo.len();
-            todo.retain(|s| !found.contains_key(*s));
-            if todo.is_empty() {
-                break;
+    // Room for the fence subject in every request.
+    let fence = accept.after.map(|(_, subject)| subject);
+    let (count, max_payload) = match fence {
+        Some(f) => (MAX_SUBJECTS - 1, client.server_info().max_payload.saturating_sub(f.len() + 3)),
+        None => (MAX_SUBJECTS, client.server_info().max_payload),
+    };
+    for mut todo in chunks(&distinct, count, max_payload) {
+        loop {
+            let mut asked = todo.clone();
+            if let Some(f) = fence.filter(|f| !wanted.contains(f)) {
+                asked.push(f);
             }
-            // Guards the loop: a cut answer holds at least one message.
-            if todo.len() == before {
-                return Err(Error::new(
-                    ErrorKind::Backend,
-                    "NATS batched get: the server cut its answer without answering anything",
-                ));
+            let answer = ask(client, api_subject, &asked, timeout, &wanted, &mut found).await?;
+            let before = todo.len();
+            if !answer.whole {
+                todo.retain(|s| !found.contains_key(*s));
+                // Guards the loop: a cut answer holds at least one message.
+                if todo.len() == before {
+                    return Err(Error::new(
+                        ErrorKind::Backend,
+                        "NATS batched get: the server cut its answer without answering anything",
+                    ));
+                }
+            }
+            if !accept.accepts(&answer) {
+                return Ok(None);
+            }
+            if answer.whole || todo.is_empty() {
+                break;
             }
         }
     }
-    Ok(found)
+    Ok(Some(found))
+}
+
+/// Which answers count.
+///
+/// One request is answered by one responder (a replica of the stream, or a
+/// mirror in its direct-get queue group), from one state of its copy.
+#[derive(Debug, Default)]
+pub(crate) struct Accept<'a> {
+    /// Only answers of this stream (`Nats-Stream` of a message): an answer
+    /// without any message (a `404`, which names no stream) does not count.
+    pub stream: Option<&'a str>,
+    /// Only answers from a copy at or past this sequence, as the end of the
+    /// answer says (`Nats-UpTo-Sequence`: the responder's last sequence). The
+    /// subject has a message at that sequence and is asked too, so that a
+    /// copy that is far enough along always answers with a message.
+    pub after: Option<(u64, &'a str)>,
+}
+
+impl Accept<'_> {
+    fn accepts(&self, answer: &Answer) -> bool {
+        self.stream.is_none_or(|own| answer.stream.as_deref() == Some(own))
+            && self.after.is_none_or(|(seq, _)| answer.up_to.is_some_and(|up_to| up_to >= seq))
+    }
+}
+
+/// What one request brought besides the messages.
+struct Answer {
+    /// Nothing left out: no more to ask for.
+    whole: bool,
+    /// The stream that answered (`Nats-Stream` of a message), if any did.
+    stream: Option<String>,
+    /// The responder's last sequence when it answered (`Nats-UpTo-Sequence`).
+    up_to: Option<u64>,
 }
 
 /// Splits `subjects` into requests the server takes. Subjects are built
 /// from a bucket name and encoded keys, so none needs escaping in JSON: each
 /// costs its length, two quotes and a comma.
-fn chunks<'a>(subjects: &[&'a str], max_payload: usize) -> Vec<Vec<&'a str>> {
+fn chunks<'a>(subjects: &[&'a str], max_count: usize, max_payload: usize) -> Vec<Vec<&'a str>> {
     let room = max_payload.saturating_sub(BODY_OVERHEAD);
     let mut out = Vec::new();
     let mut chunk: Vec<&str> = Vec::new();
     let mut bytes = 0;
     for s in subjects {
         let cost = s.len() + 3;
-        if !chunk.is_empty() && (chunk.len() == MAX_SUBJECTS || bytes + cost > room) {
+        if !chunk.is_empty() && (chunk.len() == max_count || bytes + cost > room) {
             out.push(std::mem::take(&mut chunk));
             bytes = 0;
         }
@@ -106,7 +158,7 @@ fn body(subjects: &[&str]) -> Vec<u8> {
 }
 
 /// One request: adds what it answers to `found`; returns whether the answer
-/// was whole.
+/// was whole, and who gave it.
 async fn ask(
     client: &Client,
     api_subject: &str,
@@ -114,7 +166,7 @@ async fn ask(
     timeout: Duration,
     wanted: &HashSet<&str>,
     found: &mut HashMap<String, StreamMessage>,
-) -> Result<bool> {
+) -> Result<Answer> {
     // An inbox per request: a late message of an abandoned answer cannot be
     // taken for part of the next one.
     let inbox = client.new_inbox();
@@ -128,6 +180,7 @@ async fn ask(
     // a connection that is down and reconnecting) gives Timeout, not a hang.
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delivered = 0;
+    let mut stream = None;
     loop {
         let message = match tokio::time::timeout_at(deadline, answers.next()).await {
             Err(_) => {
@@ -153,6 +206,9 @@ async fn ask(
                 )
                 .with_source(e)
             })?;
+            if stream.is_none() {
+                stream = message.headers.get(NATS_STREAM).map(|v| v.as_str().to_owned());
+            }
             // Anything we did not ask for is ignored, not trusted.
             if wanted.contains(message.subject.as_str()) {
                 found.insert(message.subject.to_string(), message);
@@ -163,22 +219,22 @@ async fn ask(
         let description = message.description.as_deref().unwrap_or("");
         return match status.as_u16() {
             204 => {
-                let pending = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Nats-Num-Pending"))
-                    .and_then(|v| v.as_str().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Backend,
-                            "NATS batched get: end of batch without Nats-Num-Pending",
-                        )
-                    })?;
-                Ok(pending == 0)
+                let number = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .and_then(|v| v.as_str().parse::<u64>().ok())
+                };
+                let up_to = number("Nats-UpTo-Sequence");
+                let pending = number("Nats-Num-Pending").ok_or_else(|| {
+                    Error::new(ErrorKind::Backend, "NATS batched get: end of batch without Nats-Num-Pending")
+                })?;
+                Ok(Answer { whole: pending == 0, stream, up_to })
             }
             // Alone: none of the subjects has a message. After messages (a
             // message gone between listing and sending): ask for the rest again.
-            404 => Ok(delivered == 0),
+            404 => Ok(Answer { whole: delivered == 0, stream, up_to: None }),
             503 => Err(Error::new(
                 ErrorKind::Unavailable,
                 "NATS batched get: no responders (the bucket's stream is gone or no longer allows direct gets)",
@@ -206,18 +262,19 @@ mod tests {
     fn chunks_respect_count_and_bytes() {
         let names: Vec<String> = (0..2500).map(|i| format!("$KV.b.k{i}")).collect();
         let subjects: Vec<&str> = names.iter().map(String::as_str).collect();
-        let split = chunks(&subjects, 1 << 20);
+        let split = chunks(&subjects, MAX_SUBJECTS, 1 << 20);
         assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), vec![1024, 1024, 452]);
         assert_eq!(split.concat(), subjects);
 
         let long: Vec<String> = (0..10).map(|i| format!("$KV.b.{i}{}", "x".repeat(3000))).collect();
         let subjects: Vec<&str> = long.iter().map(String::as_str).collect();
-        for chunk in chunks(&subjects, 8000) {
+        for chunk in chunks(&subjects, MAX_SUBJECTS, 8000) {
             assert!(body(&chunk).len() <= 8000, "{}", body(&chunk).len());
             assert_eq!(chunk.len(), 2);
         }
         // A subject larger than the limit still goes out (and fails there, typed).
-        assert_eq!(chunks(&subjects, 100).len(), 10);
-        assert!(chunks(&[], 100).is_empty());
+        assert_eq!(chunks(&subjects, MAX_SUBJECTS, 100).len(), 10);
+        assert!(chunks(&[], MAX_SUBJECTS, 100).is_empty());
+        assert_eq!(chunks(&subjects, 3, 1 << 20).iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
     }
 }

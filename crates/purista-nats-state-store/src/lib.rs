@@ -47,7 +47,24 @@
 //! | list                       | an ephemeral pull consumer, `no_wait` batches, headers only      |
 //! | watch                      | an ordered consumer on `$KV.<bucket>.>` or whole leading tokens   |
 //! | expired (watch)            | the server's delete marker with `Nats-Marker-Reason: MaxAge`     |
-//! | `get_state`                | one batched direct get (`multi_last`) per up to 1024 names        |
+//! | get (one replica)          | a direct get; the stream's own answer counts, else the leader's  |
+//! | get (replicated bucket)    | `STREAM.MSG.GET`, answered by the stream leader                  |
+//! | `get_state` (one replica)  | one batched direct get (`multi_last`) per up to 1024 names        |
+//! | `get_state` (replicated)   | the leader's last sequence S, then the batch from a replica at S  |
+//!
+//! # Reads are linearizable
+//!
+//! A read that starts after a write was acknowledged sees it (or something
+//! newer). On a bucket whose stream has more than one replica, reads go
+//! through the stream leader, as a direct get may be answered by a follower
+//! that has not applied the write yet. A one-replica bucket keeps direct
+//! gets, its only replica being the leader; a mirror of the bucket taking
+//! part in its direct gets is recognised by the `Nats-Stream` header, and
+//! its answers (and misses, which name no stream) are asked again at the
+//! leader. [`replica_reads`](NatsStateStoreBuilder::replica_reads) opts into
+//! direct gets from any replica for read throughput, at the price of reads
+//! that may return a value older than one already acknowledged. The choice
+//! is made at connect, from the bucket's replica count then.
 //!
 //! # `get_state`: one request, one point in time
 //!
@@ -61,9 +78,14 @@
 //! byte limit (`max_pending`, 64 MiB by default). Later requests are not
 //! pinned to the first one's sequence (`up_to_seq`): with history 1, a key
 //! written in between keeps no message at or before that sequence and would
-//! read as missing. With an older server, or a bucket whose stream does not
-//! allow direct gets (decided at connect), names are read one by one,
-//! concurrently, each at its own point in time. Either way each request waits
+//! read as missing. On a replicated bucket (without replica reads) the store
+//! first asks the stream leader for its last message's sequence S, and takes
+//! the batched answer only from a replica that is at or past S and has no
+//! asked name past S: the stream at S, after the call started (else leader
+//! gets per name on the same condition; a few tries, then `Unavailable`).
+//! With an older server, or a bucket whose stream does not allow direct gets
+//! (decided at connect), names are read one by one, concurrently, each at
+//! its own point in time. Either way each request waits
 //! at most the connection's request timeout (10 s if it has none).
 //!
 //! Errors keep the async-nats error as their [`source`](std::error::Error::source);
@@ -71,6 +93,7 @@
 //! Credentials never appear in errors or `Debug` output.
 
 use std::{
+    collections::HashMap,
     fmt,
     path::PathBuf,
     sync::Arc,
@@ -84,7 +107,6 @@ use async_nats::{
         consumer::{DeliverPolicy, ReplayPolicy, push, push::OrderedErrorKind},
         kv,
         message::StreamMessage,
-        stream::{DirectGetErrorKind, LastRawMessageErrorKind},
     },
 };
 use bytes::Bytes;
@@ -102,6 +124,7 @@ mod bucket;
 mod error;
 pub mod key;
 mod list;
+mod reads;
 mod transaction;
 
 pub use error::NO_JETSTREAM;
@@ -132,6 +155,9 @@ const JS_API: &str = "$JS.API";
 /// A batched get's bound when the connection has no request timeout: it waits
 /// for several messages, so it never waits forever (async-nats's default).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `get_state` on a replicated bucket tries for an answer at one
+/// point in time before it gives up.
+const FENCED_ATTEMPTS: usize = 5;
 
 /// What [`remove`](purista_core::StateStore::remove) leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -216,6 +242,7 @@ pub struct NatsStateStoreBuilder {
     chosen: bucket::Chosen,
     update_bucket: bool,
     remove_mode: RemoveMode,
+    replica_reads: bool,
     config: StoreConfig,
 }
 
@@ -237,6 +264,7 @@ impl fmt::Debug for NatsStateStoreBuilder {
             .field("settings", &self.settings)
             .field("update_bucket", &self.update_bucket)
             .field("remove_mode", &self.remove_mode)
+            .field("replica_reads", &self.replica_reads)
             .field("config", &self.config)
             .finish()
     }
@@ -347,6 +375,17 @@ impl NatsStateStoreBuilder {
         self.remove_mode = mode;
         self
     }
+    /// Reads (`get`, `get_entry`, `get_state`) as JetStream direct gets on a
+    /// bucket with more than one replica too: any replica, or a mirror of
+    /// the bucket, answers, which spreads reads over the replicas but **may
+    /// read a value older than one already acknowledged** (reads are then
+    /// not linearizable). Default off: on a replicated bucket reads go
+    /// through the stream leader; a one-replica bucket uses direct gets
+    /// either way (its only replica is the leader).
+    pub fn replica_reads(mut self, on: bool) -> Self {
+        self.replica_reads = on;
+        self
+    }
     /// The base config (enable switches, key prefix).
     pub fn store_config(mut self, config: StoreConfig) -> Self {
         self.config = config;
@@ -436,10 +475,18 @@ impl NatsStateStoreBuilder {
             tracing::warn!(bucket = %bucket, "{reason}");
         }
         let publish_prefix = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
-        let direct = info.allow_direct;
-        // Decided once: batched direct gets need nats-server 2.11+ and a stream
-        // that allows direct gets; otherwise `get_state` reads key by key.
-        let batch_get = (direct && version(&client.server_info().version) >= (2, 11))
+        // Decided once, from the stream as it is now: leader reads on a
+        // replicated stream unless replica reads were asked for (reads.rs).
+        let reads = reads::ReadPath::choose(info, self.replica_reads);
+        if info.mirror.is_some() {
+            tracing::warn!(
+                bucket = %bucket,
+                "the bucket is a mirror: reads see what the mirror has, which trails the origin that takes the writes"
+            );
+        }
+        // Batched direct gets need nats-server 2.11+ and a stream that allows
+        // direct gets; otherwise `get_state` reads key by key.
+        let batch_get = (info.allow_direct && version(&client.server_info().version) >= (2, 11))
             .then(|| format!("{JS_API}.DIRECT.GET.{}", kv.stream_name));
         let history = info.max_messages_per_subject;
         let marker_ttl = bucket::marker_ttl(&kv);
@@ -450,7 +497,7 @@ impl NatsStateStoreBuilder {
                 js,
                 read_prefix: kv.prefix.clone(),
                 publish_prefix,
-                direct,
+                reads,
                 batch_get,
                 kv,
                 client,
@@ -503,7 +550,8 @@ struct Inner {
     read_prefix: String,
     /// Where writes go (differs from `read_prefix` for mirrors and domains).
     publish_prefix: String,
-    direct: bool,
+    /// How reads reach the stream (reads.rs).
+    reads: reads::ReadPath,
     /// Where `get_state` sends batched direct gets; `None`: key by key.
     batch_get: Option<String>,
     bucket: String,
@@ -521,6 +569,7 @@ impl fmt::Debug for NatsStateStore {
             .field("config", &self.config)
             .field("remove_mode", &i.remove_mode)
             .field("capabilities", &i.caps)
+            .field("reads", &i.reads)
             .field("batched_get", &i.batch_get.is_some())
             .finish()
     }
@@ -694,33 +743,106 @@ impl NatsStateStore {
         format!("{}{nats_key}", self.inner.publish_prefix)
     }
 
-    /// The last message under a (mapped) key.
-    async fn last(&self, key: &str, nats_key: &str) -> Result<Option<StreamMessage>> {
+    /// The last message under a (mapped) key, through `path`.
+    async fn last_via(
+        &self,
+        path: reads::ReadPath,
+        key: &str,
+        nats_key: &str,
+    ) -> Result<Option<StreamMessage>> {
         let subject = format!("{}{nats_key}", self.inner.read_prefix);
-        let stream = &self.inner.kv.stream;
-        if self.inner.direct {
-            match stream.direct_get_last_for_subject(subject).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-                Err(e) if e.kind() == DirectGetErrorKind::TimedOut => {
-                    Err(Error::new(ErrorKind::Timeout, "NATS get timed out").with_key(key).with_source(e))
-                }
-                Err(e) => Err(error::wrap("get", Some(key), e)),
+        reads::last(&self.inner.kv.stream, path, key, subject).await
+    }
+
+    async fn current(&self, key: &str, nats_key: &str) -> Result<Current> {
+        self.current_via(self.inner.reads, key, nats_key).await
+    }
+
+    async fn current_via(&self, path: reads::ReadPath, key: &str, nats_key: &str) -> Result<Current> {
+        Ok(match self.last_via(path, key, nats_key).await? {
+            None => Current::Missing,
+            Some(m) => classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload),
+        })
+    }
+
+    /// The last message of each of `subjects` through batched direct gets,
+    /// at one point in time; `None` if no answer could be trusted.
+    async fn last_messages(
+        &self,
+        api_subject: &str,
+        subjects: &[String],
+    ) -> Result<Option<HashMap<String, StreamMessage>>> {
+        use batch_get::Accept;
+        let i = &self.inner;
+        let timeout = i.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let own = Some(i.kv.stream_name.as_str());
+        match i.reads {
+            reads::ReadPath::Replicas => {
+                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &Accept::default()).await
             }
-        } else {
-            match stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                Err(e) => Err(error::wrap("get", Some(key), e)),
+            // The only replica is the leader; a mirror must not answer.
+            reads::ReadPath::SingleReplica => {
+                let accept = Accept { stream: own, after: None };
+                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept).await
+            }
+            // Any replica may answer with the stream as the leader had it
+            // after the call started (reads.rs); else the leader, checked.
+            reads::ReadPath::Leader => {
+                for attempt in 0..FENCED_ATTEMPTS {
+                    let Some((seq, subject)) = reads::fence(&i.kv.stream, &i.read_prefix).await? else {
+                        // The leader holds nothing: no name has a value.
+                        return Ok(Some(HashMap::new()));
+                    };
+                    let accept = Accept { stream: own, after: Some((seq, subject.as_str())) };
+                    let answer = batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept);
+                    // Messages past S may be committed but not yet applied at
+                    // the leader, whose reads would then go back in time.
+                    if let Some(found) = answer.await?.filter(|f| f.values().all(|m| m.sequence <= seq)) {
+                        return Ok(Some(found));
+                    }
+                    if let Some(found) = self.leader_snapshot(subjects, seq).await? {
+                        return Ok(Some(found));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5 * (attempt as u64 + 1))).await;
+                }
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "NATS get_state: no answer at one point in time after {FENCED_ATTEMPTS} attempts \
+                         (replicas behind the stream leader while the names kept changing)"
+                    ),
+                ))
             }
         }
     }
 
-    async fn current(&self, key: &str, nats_key: &str) -> Result<Current> {
-        Ok(match self.last(key, nats_key).await? {
-            None => Current::Missing,
-            Some(m) => classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload),
-        })
+    /// `subjects` read at the leader one by one, concurrently, if together
+    /// they are the stream at `seq`: none has a message past it. (A subject
+    /// keeps a last message once written; removals and purges are markers.)
+    async fn leader_snapshot(
+        &self,
+        subjects: &[String],
+        seq: u64,
+    ) -> Result<Option<HashMap<String, StreamMessage>>> {
+        let stream = &self.inner.kv.stream;
+        let reads = subjects.iter().map(|s| async move {
+            Ok::<_, Error>(reads::leader_last(stream, None, s).await?.map(|m| (s.clone(), m)))
+        });
+        let found: HashMap<String, StreamMessage> =
+            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        Ok(found.values().all(|m| m.sequence <= seq).then_some(found))
+    }
+
+    /// `keys` read one by one over `path`, concurrently on the one connection
+    /// (one round trip of latency).
+    async fn read_each(&self, path: reads::ReadPath, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        let reads = keys.iter().map(|k| async move {
+            Ok(match self.current_via(path, k, &nats_key(k)?).await? {
+                Current::Live { value, .. } => Some(Json::from_stored(value)),
+                _ => None,
+            })
+        });
+        futures_util::future::try_join_all(reads).await
     }
 
     /// Adds the TTL of a write. On a bucket that keeps history, a value
@@ -876,21 +998,16 @@ impl Backend for NatsStateStore {
 
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         let Some(api_subject) = &self.inner.batch_get else {
-            // Concurrent gets on the one connection: one round trip of latency.
-            let reads = keys.iter().map(|k| async move {
-                Ok(match self.current(k, &nats_key(k)?).await? {
-                    Current::Live { value, .. } => Some(Json::from_stored(value)),
-                    _ => None,
-                })
-            });
-            return futures_util::future::try_join_all(reads).await;
+            return self.read_each(self.inner.reads, keys).await;
         };
         let subjects = keys
             .iter()
             .map(|k| Ok(format!("{}{}", self.inner.read_prefix, nats_key(k)?)))
             .collect::<Result<Vec<String>>>()?;
-        let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let last = batch_get::last_messages(&self.inner.client, api_subject, &subjects, timeout).await?;
+        let Some(last) = self.last_messages(api_subject, &subjects).await? else {
+            // A mirror answered, or nothing was found: the leader decides.
+            return self.read_each(reads::ReadPath::Leader, keys).await;
+        };
         Ok(subjects
             .iter()
             .map(|s| {
