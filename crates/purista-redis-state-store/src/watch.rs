@@ -7,7 +7,9 @@
 //! Keyspace notifications (every writer, expiry) and the values this crate's
 //! writes publish come on two fred channels, so their order is lost; the
 //! notifications decide the order and the published values are only looked
-//! up for them (a write's `PUBLISH` comes right before its notification).
+//! up for them (a write's `PUBLISH` comes right before its notification;
+//! fred hands the value over first, so every value handed over so far is
+//! taken before a notification is).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -377,15 +379,24 @@ impl Node {
                     Err(broadcast::error::RecvError::Closed) => break,
                     r => self.on_reconnect(r.ok()).await,
                 },
-                // Values before notifications: a write's value is there
-                // before its notification is taken.
+                // Values before notifications (cheaper to hold than to read).
                 m = ch.values.recv() => match m {
                     Ok(m) => self.on_value(m),
                     Err(broadcast::error::RecvError::Lagged(n)) => self.lost(n, &mut ch.values),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 e = ch.keyspace.recv() => match e {
-                    Ok(e) => self.on_keyspace(e),
+                    Ok(e) => {
+                        // fred's reader (another thread) may have handed
+                        // over this write's value and its notification
+                        // since the values channel was found empty above:
+                        // the value is taken first, so that the
+                        // notification claims it.
+                        if !self.take_values(&mut ch.values) {
+                            break;
+                        }
+                        self.on_keyspace(e);
+                    }
                     Err(broadcast::error::RecvError::Lagged(n)) => self.lost(n, &mut ch.values),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -399,6 +410,20 @@ impl Node {
             }
         }
         let _ = sub.quit().await;
+    }
+
+    /// Takes every value fred has handed over so far. fred hands a write's
+    /// value over before its notification, so once a notification is
+    /// received its value is in the channel. False once fred closed it.
+    fn take_values(&mut self, values: &mut broadcast::Receiver<Message>) -> bool {
+        loop {
+            match values.try_recv() {
+                Ok(m) => self.on_value(m),
+                Err(broadcast::error::TryRecvError::Empty) => return true,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost(n, values),
+                Err(broadcast::error::TryRecvError::Closed) => return false,
+            }
+        }
     }
 
     fn push(&mut self, event: Result<WatchEvent>) {
