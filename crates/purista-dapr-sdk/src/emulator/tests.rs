@@ -48,7 +48,8 @@ async fn a_killed_sidecar_restarts_on_the_same_address_with_its_data() {
     sidecar.kill().await;
     let err = store.get::<i64>("k").await.expect_err("the sidecar is gone");
     assert!(matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{err:?}");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "nothing listens");
+    // (Not "nothing listens on addr": the freed port may go to a listener
+    // another test binds to port 0 meanwhile.)
     sidecar.restart().await.unwrap();
     assert_eq!(sidecar.addr(), addr);
     // The store's channel reconnects on its own.
