@@ -65,6 +65,9 @@ pub(crate) fn kind_of(status: &Status) -> ErrorKind {
         Code::DeadlineExceeded => ErrorKind::Timeout,
         // tonic's own request timeout.
         Code::Cancelled if message.contains("timeout expired") => ErrorKind::Timeout,
+        // This client cancels no call but by its timeout: any other
+        // cancellation is h2's for a connection that closed under the call.
+        Code::Cancelled => ErrorKind::Unavailable,
         Code::Aborted => ErrorKind::Conflict,
         Code::Internal if message.contains("etag mismatch") => ErrorKind::Conflict,
         Code::Unimplemented => ErrorKind::Unsupported,
@@ -124,6 +127,7 @@ mod tests {
             (Status::unavailable("connection refused"), ErrorKind::Unavailable),
             (Status::deadline_exceeded("too slow"), ErrorKind::Timeout),
             (Status::cancelled("Timeout expired"), ErrorKind::Timeout),
+            (Status::cancelled("operation was canceled"), ErrorKind::Unavailable),
             (Status::aborted("failed saving state: possible etag mismatch"), ErrorKind::Conflict),
             (
                 Status::internal(
