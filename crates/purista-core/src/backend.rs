@@ -26,6 +26,12 @@ pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
 
 /// A storage backend. Implement this; callers use [`StateStore`].
 ///
+/// The methods have the [`StateStore`] names and meanings, one level down:
+/// keys arrive valid and prefixed, TTLs rounded, and only for what
+/// [`capabilities`](Backend::capabilities) claims; batch reads answer by
+/// position. (A type with both traits in scope needs `Backend::put(&store,
+/// ..)` to reach these; callers import only `StateStore`.)
+///
 /// Methods are `async fn` in your impl; they are called through static
 /// dispatch, so no future is boxed per call. A backend is a cheap handle on
 /// a shared connection: [`with_config`](Backend::with_config) gives another
@@ -37,26 +43,25 @@ pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
 /// ```
 /// use std::{collections::HashMap, sync::Arc};
 /// use parking_lot::Mutex;
-/// use purista_core::{backend::Backend, Capabilities, ETag, Entry, Json, PutOptions, Result, StateStore, StoreConfig};
+/// use purista_core::{backend::Backend, Capabilities, ETag, Json, PutOptions, Result, StateStore, StoreConfig};
 ///
 /// #[derive(Debug, Clone, Default)]
 /// struct MyStore { data: Arc<Mutex<HashMap<String, Json>>>, config: StoreConfig }
 ///
 /// impl Backend for MyStore {
-///     fn store_name(&self) -> &str { "MyStore" }
+///     fn name(&self) -> &str { "MyStore" }
 ///     fn config(&self) -> &StoreConfig { &self.config }
 ///     fn with_config(&self, config: StoreConfig) -> Self { MyStore { config, ..self.clone() } }
-///     fn supports(&self) -> Capabilities { Capabilities::default() }
-///     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+///     fn capabilities(&self) -> Capabilities { Capabilities::default() }
+///     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
 ///         let data = self.data.lock();
 ///         Ok(keys.iter().map(|k| data.get(*k).cloned()).collect())
 ///     }
-///     async fn read_entry(&self, _key: &str) -> Result<Option<Entry>> { unreachable!("no etag capability") }
-///     async fn write(&self, key: &str, value: Json, _options: &PutOptions) -> Result<Option<ETag>> {
+///     async fn put(&self, key: &str, value: Json, _options: &PutOptions) -> Result<Option<ETag>> {
 ///         self.data.lock().insert(key.to_owned(), value);
 ///         Ok(None)
 ///     }
-///     async fn delete(&self, key: &str, _etag: Option<&ETag>) -> Result<()> {
+///     async fn remove(&self, key: &str, _etag: Option<&ETag>) -> Result<()> {
 ///         self.data.lock().remove(key);
 ///         Ok(())
 ///     }
@@ -70,13 +75,13 @@ pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
 /// ```
 pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
     /// The store's name in traces (`RedisStateStore` ...).
-    fn store_name(&self) -> &str;
+    fn name(&self) -> &str;
     /// The base config the core enforces for this backend.
     fn config(&self) -> &StoreConfig;
     /// Another handle on the same connection and data, with `config`.
     fn with_config(&self, config: StoreConfig) -> Self;
     /// What the backend supports beyond read, write and delete.
-    fn supports(&self) -> Capabilities;
+    fn capabilities(&self) -> Capabilities;
     /// Why a capability is missing, when it depends on the server or its
     /// settings ("nats-server 2.10 has no per-message TTL"); put in the
     /// `Unsupported` error.
@@ -85,41 +90,43 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
     }
 
     /// Values of `keys`, in the same order, `None` where missing.
-    fn read(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Json>>>> + Send;
+    fn get_state(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Json>>>> + Send;
     /// The value of one key (override when one key is cheaper than a batch).
-    fn read_one(&self, key: &str) -> impl Future<Output = Result<Option<Json>>> + Send {
-        async move { Ok(self.read(&[key]).await?.pop().flatten()) }
+    fn get_value(&self, key: &str) -> impl Future<Output = Result<Option<Json>>> + Send {
+        async move { Ok(Backend::get_state(self, &[key]).await?.pop().flatten()) }
     }
-    /// A value with ETag and expiry.
-    fn read_entry(&self, key: &str) -> impl Future<Output = Result<Option<Entry>>> + Send;
+    /// A value with ETag and expiry (stores with the `etag` capability).
+    fn get_entry(&self, _key: &str) -> impl Future<Output = Result<Option<Entry>>> + Send {
+        async { Err(unsupported(self, Capability::Etag)) }
+    }
     /// Writes `value`; `options.ttl` is already rounded and positive.
-    fn write(
+    fn put(
         &self,
         key: &str,
         value: Json,
         options: &PutOptions,
     ) -> impl Future<Output = Result<Option<ETag>>> + Send;
     /// An upsert without TTL whose ETag nobody asked for (`set_state`, the
-    /// common write): override when that is cheaper than [`write`](Backend::write).
-    fn upsert(&self, key: &str, value: Json) -> impl Future<Output = Result<()>> + Send {
-        async move { self.write(key, value, &PutOptions::default()).await.map(drop) }
+    /// common write): override when that is cheaper than [`put`](Backend::put).
+    fn set_state(&self, key: &str, value: Json) -> impl Future<Output = Result<()>> + Send {
+        async move { Backend::put(self, key, value, &PutOptions::default()).await.map(drop) }
     }
     /// Deletes `key` (a missing key is fine unless `etag` is given).
-    fn delete(&self, key: &str, etag: Option<&ETag>) -> impl Future<Output = Result<()>> + Send;
+    fn remove(&self, key: &str, etag: Option<&ETag>) -> impl Future<Output = Result<()>> + Send;
     /// Applies `ops` atomically; a conflict names its key.
-    fn apply(&self, _ops: Vec<Op>) -> impl Future<Output = Result<()>> + Send {
+    fn transaction(&self, _ops: Vec<Op>) -> impl Future<Output = Result<()>> + Send {
         async { Err(unsupported(self, Capability::Transactions)) }
     }
     /// Keys starting with `prefix`, in any order.
-    fn scan(&self, _prefix: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+    fn list_keys(&self, _prefix: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
         async { Err(unsupported(self, Capability::List)) }
     }
     /// Changes under `prefix`.
-    fn subscribe(&self, _prefix: &str) -> impl Future<Output = Result<WatchStream>> + Send {
+    fn watch(&self, _prefix: &str) -> impl Future<Output = Result<WatchStream>> + Send {
         async { Err(unsupported(self, Capability::Watch)) }
     }
     /// Closes connections.
-    fn close(&self) -> impl Future<Output = Result<()>> + Send {
+    fn destroy(&self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
 }
@@ -128,7 +135,7 @@ macro_rules! traced {
     ($store:expr, $name:literal, $body:expr) => {{
         let span = tracing::info_span!(
             $name,
-            purista.store.name = Backend::store_name($store),
+            purista.store.name = Backend::name($store),
             purista.store.type = "StateStore",
         );
         $body.instrument(span).await
@@ -144,7 +151,7 @@ fn enabled(on: bool, store: &str, message: &'static str) -> Result<()> {
 }
 
 fn unsupported<B: Backend>(b: &B, capability: Capability) -> Error {
-    let store = b.store_name();
+    let store = Backend::name(b);
     match b.unsupported_reason(capability) {
         Some(why) => Error::unsupported(format!("{store} does not support {capability}: {why}")),
         None => Error::unsupported(format!("{store} does not support {capability}")),
@@ -161,12 +168,12 @@ fn round_up(ttl: Duration, granularity: Duration) -> Duration {
 /// Checks a write's key, value, mode and TTL against the capabilities.
 fn check_put<B: Backend>(b: &B, key: &str, value: &Json, options: &mut PutOptions) -> Result<()> {
     validate_key(key)?;
-    let caps = b.supports();
+    let caps = Backend::capabilities(b);
     if let Some(max) = caps.max_value_bytes
         && value.as_bytes().len() > max
     {
         let msg =
-            format!("value is {} bytes, {} takes at most {max}", value.as_bytes().len(), b.store_name());
+            format!("value is {} bytes, {} takes at most {max}", value.as_bytes().len(), Backend::name(b));
         return Err(Error::new(ErrorKind::InvalidValue, msg).with_key(key));
     }
     match &options.mode {
@@ -193,7 +200,7 @@ fn check_put<B: Backend>(b: &B, key: &str, value: &Json, options: &mut PutOption
 /// nothing: a conflict here, so that no backend can read it as "no condition".
 fn check_etag<B: Backend>(b: &B, key: &str, etag: Option<&ETag>) -> Result<()> {
     match etag {
-        Some(_) if !b.supports().etag => Err(unsupported(b, Capability::Etag)),
+        Some(_) if !Backend::capabilities(b).etag => Err(unsupported(b, Capability::Etag)),
         Some(etag) if etag.as_str().is_empty() => Err(Error::etag_mismatch(key)),
         _ => Ok(()),
     }
@@ -211,33 +218,33 @@ fn prefixed<'a>(prefix: &str, key: &'a str) -> Cow<'a, str> {
 #[async_trait]
 impl<B: Backend> StateStore for B {
     fn name(&self) -> &str {
-        self.store_name()
+        Backend::name(self)
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.supports()
+        Backend::capabilities(self)
     }
 
     async fn get_state(&self, names: &[&str]) -> Result<StateMap> {
         traced!(self, "purista.stateStore.getValue", async {
             let config = self.config();
-            enabled(config.enable_get, self.store_name(), GET_DISABLED)?;
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
             names.iter().try_for_each(|n| validate_key(n))?;
             if names.is_empty() {
                 return Ok(StateMap::default());
             }
             let values = if config.key_prefix.is_empty() {
-                self.read(names).await
+                Backend::get_state(self, names).await
             } else {
                 let full: Vec<String> = names.iter().map(|n| join(&config.key_prefix, n)).collect();
                 let keys: Vec<&str> = full.iter().map(String::as_str).collect();
-                self.read(&keys).await
+                Backend::get_state(self, &keys).await
             }
             .map_err(unprefix(config))?;
             if values.len() != names.len() {
                 let msg = format!(
                     "{} answered {} values for {} keys",
-                    self.store_name(),
+                    Backend::name(self),
                     values.len(),
                     names.len()
                 );
@@ -252,21 +259,21 @@ impl<B: Backend> StateStore for B {
     async fn get_value(&self, name: &str) -> Result<Option<Json>> {
         traced!(self, "purista.stateStore.getValue", async {
             let config = self.config();
-            enabled(config.enable_get, self.store_name(), GET_DISABLED)?;
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
             validate_key(name)?;
-            self.read_one(&prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
+            Backend::get_value(self, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
         })
     }
 
     async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {
         traced!(self, "purista.stateStore.getValue", async {
             let config = self.config();
-            enabled(config.enable_get, self.store_name(), GET_DISABLED)?;
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
             validate_key(name)?;
-            if !self.supports().etag {
+            if !Backend::capabilities(self).etag {
                 return Err(unsupported(self, Capability::Etag));
             }
-            self.read_entry(&prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
+            Backend::get_entry(self, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
         })
     }
 
@@ -289,17 +296,17 @@ impl<B: Backend> StateStore for B {
     async fn transaction(&self, mut ops: Vec<Op>) -> Result<()> {
         traced!(self, "purista.stateStore.transaction", async {
             let config = self.config();
-            if !self.supports().transactions {
+            if !Backend::capabilities(self).transactions {
                 return Err(unsupported(self, Capability::Transactions));
             }
             for op in &mut ops {
                 match op {
                     Op::Put { key, value, options } => {
-                        enabled(config.enable_set, self.store_name(), SET_DISABLED)?;
+                        enabled(config.enable_set, Backend::name(self), SET_DISABLED)?;
                         check_put(self, key, value, options)?;
                     }
                     Op::Remove { key, etag } => {
-                        enabled(config.enable_remove, self.store_name(), REMOVE_DISABLED)?;
+                        enabled(config.enable_remove, Backend::name(self), REMOVE_DISABLED)?;
                         validate_key(key)?;
                         check_etag(self, key, etag.as_ref())?;
                     }
@@ -312,21 +319,20 @@ impl<B: Backend> StateStore for B {
             if ops.is_empty() {
                 return Ok(());
             }
-            self.apply(ops).await.map_err(unprefix(config))
+            Backend::transaction(self, ops).await.map_err(unprefix(config))
         })
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         traced!(self, "purista.stateStore.listKeys", async {
             let config = self.config();
-            enabled(config.enable_get, self.store_name(), GET_DISABLED)?;
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
             check_prefix(prefix)?;
-            if !self.supports().list {
+            if !Backend::capabilities(self).list {
                 return Err(unsupported(self, Capability::List));
             }
             let full = join(&config.key_prefix, prefix);
-            let mut keys: Vec<String> = self
-                .scan(&full)
+            let mut keys: Vec<String> = Backend::list_keys(self, &full)
                 .await
                 .map_err(unprefix(config))?
                 .into_iter()
@@ -343,13 +349,13 @@ impl<B: Backend> StateStore for B {
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         traced!(self, "purista.stateStore.watch", async {
             let config = self.config();
-            enabled(config.enable_get, self.store_name(), GET_DISABLED)?;
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
             check_prefix(prefix)?;
-            if !self.supports().watch {
+            if !Backend::capabilities(self).watch {
                 return Err(unsupported(self, Capability::Watch));
             }
             let full = join(&config.key_prefix, prefix);
-            let stream = self.subscribe(&full).await.map_err(unprefix(config))?;
+            let stream = Backend::watch(self, &full).await.map_err(unprefix(config))?;
             let key_prefix = config.key_prefix.clone();
             Ok(Box::pin(stream.filter_map(move |event| {
                 let out = match event {
@@ -369,7 +375,7 @@ impl<B: Backend> StateStore for B {
     }
 
     async fn destroy(&self) -> Result<()> {
-        self.close().await
+        Backend::destroy(self).await
     }
 }
 
@@ -384,15 +390,15 @@ async fn put<B: Backend>(
 ) -> Result<Option<ETag>> {
     traced!(b, "purista.stateStore.setValue", async {
         let config = b.config();
-        enabled(config.enable_set, b.store_name(), SET_DISABLED)?;
+        enabled(config.enable_set, Backend::name(b), SET_DISABLED)?;
         let plain = options.is_none();
         let mut options = options.unwrap_or_default();
         check_put(b, name, &value, &mut options)?;
         let key = prefixed(&config.key_prefix, name);
         let written = if plain {
-            b.upsert(&key, value).await.map(|()| None)
+            Backend::set_state(b, &key, value).await.map(|()| None)
         } else {
-            b.write(&key, value, &options).await
+            Backend::put(b, &key, value, &options).await
         };
         written.map_err(unprefix(config))
     })
@@ -401,11 +407,11 @@ async fn put<B: Backend>(
 async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()> {
     traced!(b, "purista.stateStore.removeValue", async {
         let config = b.config();
-        enabled(config.enable_remove, b.store_name(), REMOVE_DISABLED)?;
+        enabled(config.enable_remove, Backend::name(b), REMOVE_DISABLED)?;
         validate_key(name)?;
         check_etag(b, name, etag)?;
         let key = prefixed(&config.key_prefix, name);
-        b.delete(&key, etag).await.map_err(unprefix(config))
+        Backend::remove(b, &key, etag).await.map_err(unprefix(config))
     })
 }
 
@@ -428,7 +434,7 @@ mod tests {
     struct Failing(StoreConfig);
 
     impl Backend for Failing {
-        fn store_name(&self) -> &str {
+        fn name(&self) -> &str {
             "Failing"
         }
         fn config(&self) -> &StoreConfig {
@@ -437,19 +443,19 @@ mod tests {
         fn with_config(&self, config: StoreConfig) -> Self {
             Failing(config)
         }
-        fn supports(&self) -> Capabilities {
+        fn capabilities(&self) -> Capabilities {
             Capabilities { etag: true, list: true, ..Capabilities::default() }
         }
-        async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
             Err(Error::new(ErrorKind::InvalidValue, "not JSON").with_key(keys[0]))
         }
-        async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+        async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
             Err(Error::new(ErrorKind::InvalidValue, "not JSON").with_key(key))
         }
-        async fn write(&self, _: &str, _: Json, _: &PutOptions) -> Result<Option<ETag>> {
+        async fn put(&self, _: &str, _: Json, _: &PutOptions) -> Result<Option<ETag>> {
             unreachable!("the empty etag is refused before the backend")
         }
-        async fn delete(&self, _: &str, _: Option<&ETag>) -> Result<()> {
+        async fn remove(&self, _: &str, _: Option<&ETag>) -> Result<()> {
             unreachable!("the empty etag is refused before the backend")
         }
     }

@@ -88,11 +88,11 @@ impl Default for DefaultStateStore {
 impl DefaultStateStore {
     /// An empty store with the default config.
     pub fn new() -> Self {
-        Self::with_config(StoreConfig::default())
+        Self::from_config(StoreConfig::default())
     }
 
-    /// An empty store.
-    pub fn with_config(config: StoreConfig) -> Self {
+    /// An empty store with `config`.
+    pub fn from_config(config: StoreConfig) -> Self {
         tracing::warn!("DefaultStateStore keeps state in memory: use it for development and tests only");
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let shared = Shared { data: RwLock::default(), events, reaper: Mutex::new(None) };
@@ -105,7 +105,7 @@ impl DefaultStateStore {
         config: StoreConfig,
         initial: impl IntoIterator<Item = (String, Json)>,
     ) -> Result<Self> {
-        let store = Self::with_config(config);
+        let store = Self::from_config(config);
         {
             let mut data = store.shared.data.write();
             for (key, value) in initial {
@@ -120,7 +120,7 @@ impl DefaultStateStore {
 
     /// Another handle on the same data, with its own config (its own flags
     /// and key prefix), as two services sharing one server would have.
-    pub fn reconfigured(&self, config: StoreConfig) -> Self {
+    pub fn with_config(&self, config: StoreConfig) -> Self {
         DefaultStateStore { shared: self.shared.clone(), config }
     }
 
@@ -291,7 +291,7 @@ impl Data {
 }
 
 impl Backend for DefaultStateStore {
-    fn store_name(&self) -> &str {
+    fn name(&self) -> &str {
         "DefaultStateStore"
     }
 
@@ -300,10 +300,10 @@ impl Backend for DefaultStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        self.reconfigured(config)
+        DefaultStateStore::with_config(self, config)
     }
 
-    fn supports(&self) -> Capabilities {
+    fn capabilities(&self) -> Capabilities {
         Capabilities {
             etag: true,
             create_only: true,
@@ -315,16 +315,16 @@ impl Backend for DefaultStateStore {
         }
     }
 
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+    async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         let data = self.shared.data.read();
         Ok(keys.iter().map(|k| data.live(k).map(|s| s.value.clone())).collect())
     }
 
-    async fn read_one(&self, key: &str) -> Result<Option<Json>> {
+    async fn get_value(&self, key: &str) -> Result<Option<Json>> {
         Ok(self.shared.data.read().live(key).map(|s| s.value.clone()))
     }
 
-    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+    async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
         let data = self.shared.data.read();
         Ok(data.live(key).map(|s| Entry {
             value: s.value.clone(),
@@ -333,16 +333,16 @@ impl Backend for DefaultStateStore {
         }))
     }
 
-    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+    async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         self.put_value(key, value, options).map(|version| Some(etag(version)))
     }
 
-    async fn upsert(&self, key: &str, value: Json) -> Result<()> {
+    async fn set_state(&self, key: &str, value: Json) -> Result<()> {
         // `set_state` drops the ETag: do not format one.
         self.put_value(key, value, &PutOptions::default()).map(drop)
     }
 
-    async fn delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
+    async fn remove(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
         let mut data = self.shared.data.write();
         data.check_delete(key, tag)?;
         if data.delete(key) {
@@ -351,7 +351,7 @@ impl Backend for DefaultStateStore {
         Ok(())
     }
 
-    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         let mut data = self.shared.data.write();
         // Check every condition against the state the earlier steps leave
         // behind, before touching anything: all or nothing.
@@ -411,7 +411,7 @@ impl Backend for DefaultStateStore {
         Ok(())
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let data = self.shared.data.read();
         Ok(data
             .map
@@ -421,7 +421,7 @@ impl Backend for DefaultStateStore {
             .collect())
     }
 
-    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         let prefix = prefix.to_owned();
         let stream = BroadcastStream::new(self.shared.events.subscribe()).filter_map(move |event| {
             std::future::ready(match event {
@@ -436,7 +436,7 @@ impl Backend for DefaultStateStore {
         Ok(Box::pin(stream))
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn destroy(&self) -> Result<()> {
         Ok(())
     }
 }

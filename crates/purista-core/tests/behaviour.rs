@@ -9,7 +9,7 @@ use purista_core::{DefaultStateStore, StateStore, StoreConfig};
 static SHARED: LazyLock<DefaultStateStore> = LazyLock::new(DefaultStateStore::new);
 
 async fn store(config: StoreConfig) -> Option<Arc<dyn StateStore>> {
-    Some(Arc::new(SHARED.reconfigured(config)))
+    Some(Arc::new(SHARED.with_config(config)))
 }
 
 purista_core::behaviour_suite!(store);

@@ -19,7 +19,7 @@ use purista_core::{
 /// Another handle on one memory store per factory.
 fn memory() -> impl Fn(StoreConfig) -> std::future::Ready<Option<Arc<dyn StateStore>>> + Sync {
     let shared = DefaultStateStore::new();
-    move |config| std::future::ready(Some(Arc::new(shared.reconfigured(config)) as Arc<dyn StateStore>))
+    move |config| std::future::ready(Some(Arc::new(shared.with_config(config)) as Arc<dyn StateStore>))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,55 +76,55 @@ impl Forgetful {
 }
 
 impl Backend for Forgetful {
-    fn store_name(&self) -> &str {
+    fn name(&self) -> &str {
         "Forgetful"
     }
     fn config(&self) -> &StoreConfig {
         Backend::config(&self.inner)
     }
     fn with_config(&self, config: StoreConfig) -> Self {
-        Forgetful { inner: self.inner.reconfigured(config), ..self.clone() }
+        Forgetful { inner: self.inner.with_config(config), ..self.clone() }
     }
-    fn supports(&self) -> Capabilities {
-        self.inner.supports()
+    fn capabilities(&self) -> Capabilities {
+        Backend::capabilities(&self.inner)
     }
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        self.inner.read(keys).await
+    async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        Backend::get_state(&self.inner, keys).await
     }
-    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
-        self.inner.read_entry(key).await
+    async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
+        Backend::get_entry(&self.inner, key).await
     }
-    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+    async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        match Backend::write(&self.inner, key, value.clone(), options).await {
+        match Backend::put(&self.inner, key, value.clone(), options).await {
             Err(e) if e.kind() == ErrorKind::Conflict && matches!(options.mode, PutMode::Update(_)) => {
                 if !self.forget() {
                     return Err(e);
                 }
                 let upsert = PutOptions { mode: PutMode::Upsert, ttl: options.ttl };
-                Backend::write(&self.inner, key, value, &upsert).await
+                Backend::put(&self.inner, key, value, &upsert).await
             }
             written => written,
         }
     }
-    async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
-        match Backend::delete(&self.inner, key, etag).await {
+    async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+        match Backend::remove(&self.inner, key, etag).await {
             Err(e) if e.kind() == ErrorKind::Conflict && self.forget() => {
-                Backend::delete(&self.inner, key, None).await
+                Backend::remove(&self.inner, key, None).await
             }
             deleted => deleted,
         }
     }
-    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         let puts = ops.iter().filter(|op| matches!(op, Op::Put { .. })).count();
         self.writes.fetch_add(puts as u64, Ordering::Relaxed);
-        self.inner.apply(ops).await
+        Backend::transaction(&self.inner, ops).await
     }
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.scan(prefix).await
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Backend::list_keys(&self.inner, prefix).await
     }
-    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
-        self.inner.subscribe(prefix).await
+    async fn watch(&self, prefix: &str) -> Result<WatchStream> {
+        Backend::watch(&self.inner, prefix).await
     }
 }
 

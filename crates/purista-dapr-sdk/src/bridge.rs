@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use purista_core::{Result, Service, ServiceBuilder, StoreConfig};
+use purista_core::{Result, Service, ServiceBuilder};
 
 use crate::{
     DaprConfig, DaprStateStore,
@@ -122,12 +122,6 @@ impl DaprEventBridge {
     /// The state store, on the bridge's connection.
     pub fn state_store(&self) -> DaprStateStore {
         self.states.clone()
-    }
-
-    /// The state store with another base config (enable flags, key prefix),
-    /// on the bridge's connection.
-    pub fn state_store_with(&self, store: StoreConfig) -> DaprStateStore {
-        self.states.with_store_config(store)
     }
 
     /// A service whose `context.states` is the bridge's state store.

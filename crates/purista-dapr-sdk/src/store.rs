@@ -186,7 +186,7 @@ fn request<T>(message: T, timeout: Duration) -> Request<T> {
 /// are supported; listing and watching keys are not (the state API has
 /// neither) and fail with `Unsupported`.
 ///
-/// Clones (and stores from [`with_store_config`](Self::with_store_config)
+/// Clones (and stores from [`with_config`](Self::with_config)
 /// or the bridge) share one connection. `destroy()` releases nothing, so it
 /// never breaks the other handles; the connection closes when the last one
 /// is dropped.
@@ -249,7 +249,7 @@ impl DaprStateStore {
     }
 
     /// The same connection with another base config (enable flags, prefix).
-    pub fn with_store_config(&self, store: StoreConfig) -> DaprStateStore {
+    pub fn with_config(&self, store: StoreConfig) -> DaprStateStore {
         let s = &self.settings;
         let settings = Settings {
             store_name: s.store_name.clone(),
@@ -472,7 +472,7 @@ fn parse_expiry(metadata: &HashMap<String, String>) -> Option<SystemTime> {
 }
 
 impl Backend for DaprStateStore {
-    fn store_name(&self) -> &str {
+    fn name(&self) -> &str {
         "DaprStateStore"
     }
 
@@ -481,10 +481,10 @@ impl Backend for DaprStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        self.with_store_config(config)
+        DaprStateStore::with_config(self, config)
     }
 
-    fn supports(&self) -> Capabilities {
+    fn capabilities(&self) -> Capabilities {
         Capabilities {
             etag: true,
             create_only: true,
@@ -496,7 +496,7 @@ impl Backend for DaprStateStore {
         }
     }
 
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+    async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         keys.iter().try_for_each(|k| check_key(k))?;
         // Items moved, not copied: a value becomes `Bytes` once, and a name
         // asked twice shares it.
@@ -515,12 +515,12 @@ impl Backend for DaprStateStore {
             .collect()
     }
 
-    async fn read_one(&self, key: &str) -> Result<Option<Json>> {
+    async fn get_value(&self, key: &str) -> Result<Option<Json>> {
         let resp = self.get(key).await?;
         Ok((!resp.data.is_empty()).then(|| Json::from_stored(resp.data)))
     }
 
-    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+    async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
         let resp = self.get(key).await?;
         if resp.data.is_empty() {
             return Ok(None);
@@ -529,7 +529,7 @@ impl Backend for DaprStateStore {
         Ok(Some(Entry { value: Json::from_stored(resp.data), etag: ETag::new(resp.etag), expires_at }))
     }
 
-    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+    async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         check_key(key)?;
         check_etag(key, condition(&options.mode))?;
         let conditional = options.mode != PutMode::Upsert;
@@ -544,7 +544,7 @@ impl Backend for DaprStateStore {
         Ok(None)
     }
 
-    async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+    async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
         check_key(key)?;
         check_etag(key, etag)?;
         let item = self.item(key, None, etag);
@@ -561,7 +561,7 @@ impl Backend for DaprStateStore {
             .map_err(|e| etag_conflict(e, etag.is_some()))
     }
 
-    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         ops.iter().try_for_each(|op| check_key(op.key()))?;
         ops.iter().try_for_each(|op| match op {
             Op::Put { key, options, .. } => check_etag(key, condition(&options.mode)),

@@ -10,7 +10,7 @@ use std::{
 };
 
 use purista_core::{
-    ETag, ErrorKind, Json, Op, PutMode, PutOptions, StateStore, StateStoreExt, StoreConfig, backend::Backend,
+    ETag, ErrorKind, Json, Op, PutMode, PutOptions, StateStore, StateStoreExt, StoreConfig, backend,
 };
 use purista_dapr_sdk::{
     Concurrency, DaprConfig, DaprEventBridge, DaprEventBridgeConfig, DaprStateStore, GrpcError,
@@ -232,7 +232,7 @@ async fn bridge_shares_its_connection() {
     let first: u64 = service.invoke("hit", &()).await.unwrap();
     let second: u64 = service.invoke("hit", &()).await.unwrap();
     assert_eq!(second, first + 1);
-    let scoped = bridge.state_store_with(StoreConfig::default().enable_set(false));
+    let scoped = bridge.state_store().with_config(StoreConfig::default().enable_set(false));
     expect_kind(scoped.set("x", &1).await, ErrorKind::Disabled);
     assert!(!format!("{bridge:?}").contains(TOKEN));
     // An invalid ETag value is a conflict, not a usage error.
@@ -241,7 +241,7 @@ async fn bridge_shares_its_connection() {
         ErrorKind::Conflict,
     );
     assert_eq!(err.key(), Some("hits"));
-    assert_eq!(bridge.state_store().store_name(), "DaprStateStore");
+    assert_eq!(bridge.state_store().name(), "DaprStateStore");
 }
 
 #[tokio::test]
@@ -358,20 +358,22 @@ async fn an_empty_etag_never_matches() {
     // Through the backend itself, whatever the core checks first.
     for key in [&missing, &present] {
         let err = expect_kind(
-            Backend::write(&s, key, Json::from(json!(2)), &PutOptions::update(empty())).await,
+            backend::Backend::put(&s, key, Json::from(json!(2)), &PutOptions::update(empty())).await,
             ErrorKind::Conflict,
         );
         assert_eq!(err.key(), Some(key.as_str()));
-        let err = expect_kind(Backend::delete(&s, key, Some(&empty())).await, ErrorKind::Conflict);
+        let err = expect_kind(backend::Backend::remove(&s, key, Some(&empty())).await, ErrorKind::Conflict);
         assert_eq!(err.key(), Some(key.as_str()));
         let ops = vec![
             Op::put(&missing, Json::from(json!(3))),
             Op::put_with(key, Json::from(json!(2)), PutOptions::update(empty())),
         ];
-        let err = expect_kind(Backend::apply(&s, ops).await, ErrorKind::Conflict);
+        let err = expect_kind(backend::Backend::transaction(&s, ops).await, ErrorKind::Conflict);
         assert_eq!(err.key(), Some(key.as_str()));
-        let err =
-            expect_kind(Backend::apply(&s, vec![Op::remove_if(key, empty())]).await, ErrorKind::Conflict);
+        let err = expect_kind(
+            backend::Backend::transaction(&s, vec![Op::remove_if(key, empty())]).await,
+            ErrorKind::Conflict,
+        );
         assert_eq!(err.key(), Some(key.as_str()));
     }
     // And through the store.
@@ -423,7 +425,7 @@ async fn destroying_one_handle_leaves_the_others_working() {
         .api_token(TOKEN);
     let bridge = DaprEventBridge::connect(bridge_config).await.unwrap();
     let first = bridge.state_store();
-    let scoped = first.with_store_config(StoreConfig::default().key_prefix("scoped:"));
+    let scoped = first.with_config(StoreConfig::default().key_prefix("scoped:"));
     let clone = first.clone();
     let key = purista_core::testkit::unique("destroy");
     first.set(&key, &1).await.unwrap();

@@ -719,6 +719,12 @@ impl NatsStateStore {
         &self.inner.bucket
     }
 
+    /// Another handle on the same connection and bucket, with `config`
+    /// (its own enable flags and key prefix).
+    pub fn with_config(&self, config: StoreConfig) -> Self {
+        NatsStateStore { inner: self.inner.clone(), config, handle: self.handle.another() }
+    }
+
     /// The connection (shared with the store).
     pub fn client(&self) -> &Client {
         &self.inner.client
@@ -972,7 +978,7 @@ impl NatsStateStore {
 }
 
 impl Backend for NatsStateStore {
-    fn store_name(&self) -> &str {
+    fn name(&self) -> &str {
         "NatsStateStore"
     }
 
@@ -981,10 +987,10 @@ impl Backend for NatsStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        NatsStateStore { inner: self.inner.clone(), config, handle: self.handle.another() }
+        NatsStateStore::with_config(self, config)
     }
 
-    fn supports(&self) -> Capabilities {
+    fn capabilities(&self) -> Capabilities {
         self.inner.caps
     }
 
@@ -996,7 +1002,7 @@ impl Backend for NatsStateStore {
         }
     }
 
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+    async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         let Some(api_subject) = &self.inner.batch_get else {
             return self.read_each(self.inner.reads, keys).await;
         };
@@ -1021,14 +1027,14 @@ impl Backend for NatsStateStore {
             .collect())
     }
 
-    async fn read_one(&self, key: &str) -> Result<Option<Json>> {
+    async fn get_value(&self, key: &str) -> Result<Option<Json>> {
         Ok(match self.current(key, &nats_key(key)?).await? {
             Current::Live { value, .. } => Some(Json::from_stored(value)),
             _ => None,
         })
     }
 
-    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+    async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
         Ok(match self.current(key, &nats_key(key)?).await? {
             Current::Live { value, revision, expires_at } => Some(Entry {
                 value: Json::from_stored(value),
@@ -1039,7 +1045,7 @@ impl Backend for NatsStateStore {
         })
     }
 
-    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+    async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         let nats_key = nats_key(key)?;
         let payload = value.into_bytes();
         let mut headers = HeaderMap::new();
@@ -1058,7 +1064,7 @@ impl Backend for NatsStateStore {
         Ok(Some(ETag::new(revision.to_string())))
     }
 
-    async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+    async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
         let nats_key = nats_key(key)?;
         let mut headers = HeaderMap::new();
         match self.inner.remove_mode {
@@ -1094,7 +1100,7 @@ impl Backend for NatsStateStore {
         self.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop)
     }
 
-    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         if let Some(reason) = &self.inner.tx_reason {
             return Err(Error::unsupported(reason.clone()));
         }
@@ -1117,7 +1123,7 @@ impl Backend for NatsStateStore {
         Err(contended(lost.unwrap_or_default()))
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let encoded = key::encode_prefix(prefix);
         let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
         let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
@@ -1132,7 +1138,7 @@ impl Backend for NatsStateStore {
             .collect())
     }
 
-    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         let (messages, encoded) = self.watch_consumer(prefix).await?;
         let store = self.clone();
         let events = messages.filter_map(move |message| {
@@ -1165,7 +1171,7 @@ impl Backend for NatsStateStore {
         Ok(Box::pin(events))
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn destroy(&self) -> Result<()> {
         // Only this handle's share: the connection goes with the last one.
         if self.handle.release() && self.inner.owned {
             self.inner.client.drain().await.map_err(|e| error::wrap("drain", None, e))?;

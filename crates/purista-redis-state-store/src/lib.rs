@@ -408,6 +408,12 @@ impl RedisStateStore {
         RedisStoreBuilder::from_url(url)
     }
 
+    /// Another handle on the same connection, with `config` (its own enable
+    /// flags and key prefix).
+    pub fn with_config(&self, config: StoreConfig) -> Self {
+        RedisStateStore { inner: Arc::clone(&self.inner), config, handle: self.handle.another() }
+    }
+
     /// A store on a client you already have (connected here if it is not).
     /// `destroy` leaves the client open.
     pub async fn from_client(client: Client, config: StoreConfig) -> Result<Self> {
@@ -652,7 +658,7 @@ pub(crate) fn escape_glob(prefix: &str) -> String {
 }
 
 impl Backend for RedisStateStore {
-    fn store_name(&self) -> &str {
+    fn name(&self) -> &str {
         STORE_NAME
     }
 
@@ -661,10 +667,10 @@ impl Backend for RedisStateStore {
     }
 
     fn with_config(&self, config: StoreConfig) -> Self {
-        RedisStateStore { inner: Arc::clone(&self.inner), config, handle: self.handle.another() }
+        RedisStateStore::with_config(self, config)
     }
 
-    fn supports(&self) -> Capabilities {
+    fn capabilities(&self) -> Capabilities {
         Capabilities {
             etag: true,
             create_only: true,
@@ -677,7 +683,7 @@ impl Backend for RedisStateStore {
         }
     }
 
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+    async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
         if !self.inner.cluster || keys.len() == 1 {
             return self.mget(keys.iter().map(|k| Key::from(*k)).collect()).await;
         }
@@ -700,12 +706,12 @@ impl Backend for RedisStateStore {
         Ok(out)
     }
 
-    async fn read_one(&self, key: &str) -> Result<Option<Json>> {
+    async fn get_value(&self, key: &str) -> Result<Option<Json>> {
         let v: Value = self.inner.pool.get(key).await.map_err(|e| self.err(e, "GET").with_key(key))?;
         Ok(to_json(v))
     }
 
-    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
+    async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
         let keys = vec![Key::from(key), Key::from(version_key(key)?)];
         let reply = self.run(&READ_ENTRY, keys, vec![]).await.map_err(|e| e.with_key(key))?;
         let Value::Array(parts) = reply else { return Ok(None) };
@@ -719,7 +725,7 @@ impl Backend for RedisStateStore {
         Ok(Some(Entry { etag, value: Json::from_stored(bytes), expires_at }))
     }
 
-    async fn write(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
+    async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         let bytes: Bytes = value.into_bytes();
         let version = next_version();
         let etag = etag::etag(Some(&version.to_string()), &bytes);
@@ -727,12 +733,12 @@ impl Backend for RedisStateStore {
         Ok(Some(etag))
     }
 
-    async fn upsert(&self, key: &str, value: Json) -> Result<()> {
+    async fn set_state(&self, key: &str, value: Json) -> Result<()> {
         // `set_state`: nobody wants the ETag, so the value is not hashed.
         self.put_bytes(key, value.into_bytes(), next_version(), &PutMode::Upsert, None).await
     }
 
-    async fn delete(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
+    async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
         let keys = vec![Key::from(key), Key::from(version_key(key)?)];
         let args = vec![Value::from(etag.map_or("", ETag::as_str)), Value::from(i64::from(self.inner.db))];
         let reply = self.run_write(&DELETE, keys, args, applied).await.map_err(|e| e.with_key(key))?;
@@ -742,7 +748,7 @@ impl Backend for RedisStateStore {
         Ok(())
     }
 
-    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         if self.inner.cluster {
             let slot = fred::util::redis_keyslot(ops[0].key().as_bytes());
             if let Some(other) = ops.iter().find(|op| fred::util::redis_keyslot(op.key().as_bytes()) != slot)
@@ -787,7 +793,7 @@ impl Backend for RedisStateStore {
         }
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let pattern = format!("{}*", escape_glob(prefix));
         let client = self.inner.pool.next();
         let keys: Vec<Key> = if self.inner.cluster {
@@ -799,13 +805,13 @@ impl Backend for RedisStateStore {
         Ok(keys.into_iter().filter_map(|k| k.into_string()).filter(|k| !etag::is_version_key(k)).collect())
     }
 
-    async fn subscribe(&self, prefix: &str) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         // From now on every write of this process publishes its value.
         self.inner.watchers.local.store(true, Relaxed);
         watch::subscribe(self, prefix).await
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn destroy(&self) -> Result<()> {
         // Only this handle's share: other handles keep the connections.
         if !self.handle.release() {
             return Ok(());

@@ -20,7 +20,7 @@
 //!
 //! async fn store(config: StoreConfig) -> Option<Arc<dyn StateStore>> {
 //!     // Return None when the server is missing, after saying so loudly.
-//!     Some(Arc::new(DefaultStateStore::with_config(config)))
+//!     Some(Arc::new(DefaultStateStore::from_config(config)))
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
