@@ -165,9 +165,22 @@ fn round_up(ttl: Duration, granularity: Duration) -> Duration {
     Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
 }
 
+/// Checks a caller's key: the core's rules, then the backend's reserved
+/// substrings in the key as it will be stored (with the prefix).
+fn check_key<B: Backend>(b: &B, key: &str) -> Result<()> {
+    validate_key(key)?;
+    let reserved = Backend::capabilities(b).reserved_in_keys;
+    let prefix = &b.config().key_prefix;
+    if let Some(r) = reserved.iter().find(|r| prefixed(prefix, key).contains(*r)) {
+        let msg = format!("{} keys cannot contain `{r}`", Backend::name(b));
+        return Err(Error::new(ErrorKind::InvalidKey, msg).with_key(key));
+    }
+    Ok(())
+}
+
 /// Checks a write's key, value, mode and TTL against the capabilities.
 fn check_put<B: Backend>(b: &B, key: &str, value: &Json, options: &mut PutOptions) -> Result<()> {
-    validate_key(key)?;
+    check_key(b, key)?;
     let caps = Backend::capabilities(b);
     if let Some(max) = caps.max_value_bytes
         && value.as_bytes().len() > max
@@ -229,7 +242,7 @@ impl<B: Backend> StateStore for B {
         traced!(self, "purista.stateStore.getValue", async {
             let config = self.config();
             enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
-            names.iter().try_for_each(|n| validate_key(n))?;
+            names.iter().try_for_each(|n| check_key(self, n))?;
             if names.is_empty() {
                 return Ok(StateMap::default());
             }
@@ -260,7 +273,7 @@ impl<B: Backend> StateStore for B {
         traced!(self, "purista.stateStore.getValue", async {
             let config = self.config();
             enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
-            validate_key(name)?;
+            check_key(self, name)?;
             Backend::get_value(self, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
         })
     }
@@ -269,7 +282,7 @@ impl<B: Backend> StateStore for B {
         traced!(self, "purista.stateStore.getValue", async {
             let config = self.config();
             enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
-            validate_key(name)?;
+            check_key(self, name)?;
             if !Backend::capabilities(self).etag {
                 return Err(unsupported(self, Capability::Etag));
             }
@@ -307,7 +320,7 @@ impl<B: Backend> StateStore for B {
                     }
                     Op::Remove { key, etag } => {
                         enabled(config.enable_remove, Backend::name(self), REMOVE_DISABLED)?;
-                        validate_key(key)?;
+                        check_key(self, key)?;
                         check_etag(self, key, etag.as_ref())?;
                     }
                 }
@@ -408,7 +421,7 @@ async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()
     traced!(b, "purista.stateStore.removeValue", async {
         let config = b.config();
         enabled(config.enable_remove, Backend::name(b), REMOVE_DISABLED)?;
-        validate_key(name)?;
+        check_key(b, name)?;
         check_etag(b, name, etag)?;
         let key = prefixed(&config.key_prefix, name);
         Backend::remove(b, &key, etag).await.map_err(unprefix(config))

@@ -312,6 +312,7 @@ impl Backend for DefaultStateStore {
             list: true,
             watch: true,
             max_value_bytes: None,
+            reserved_in_keys: &[],
         }
     }
 

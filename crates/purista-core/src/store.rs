@@ -82,6 +82,9 @@ pub struct Capabilities {
     pub watch: bool,
     /// The largest value the backend takes, in bytes of JSON.
     pub max_value_bytes: Option<usize>,
+    /// Substrings no key may contain, prefix included (Dapr's `||`): such
+    /// keys fail with `InvalidKey` before the backend is called.
+    pub reserved_in_keys: &'static [&'static str],
 }
 
 impl Capabilities {

@@ -363,7 +363,6 @@ impl DaprStateStore {
 
     /// One `GetState`.
     async fn get(&self, key: &str) -> Result<GetStateResponse> {
-        check_key(key)?;
         let req = GetStateRequest {
             store_name: self.settings.store_name.clone(),
             key: key.to_string(),
@@ -421,34 +420,6 @@ impl DaprStateStore {
     }
 }
 
-/// Refuses keys the sidecar cannot store (it joins `<app-id>||<key>`).
-fn check_key(key: &str) -> Result<()> {
-    if key.contains("||") {
-        return Err(Error::new(ErrorKind::InvalidKey, "Dapr keys cannot contain `||`").with_key(key));
-    }
-    Ok(())
-}
-
-/// An empty ETag matches no value, but Dapr takes it for no ETag at all
-/// (first-write without an ETag inserts, a delete removes whatever is
-/// there): refuse it before any call.
-fn check_etag(key: &str, etag: Option<&ETag>) -> Result<()> {
-    match etag {
-        Some(tag) if tag.as_str().is_empty() => {
-            Err(Error::conflict(key, "dapr: an empty ETag matches no value (Dapr would take it for none)"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The ETag a write or remove is conditioned on, if any.
-fn condition(mode: &PutMode) -> Option<&ETag> {
-    match mode {
-        PutMode::Update(tag) => Some(tag),
-        PutMode::Upsert | PutMode::Create => None,
-    }
-}
-
 /// An ETag Dapr calls malformed can never match: report it as the conflict it is.
 fn etag_conflict(error: Error, conditional: bool) -> Error {
     let invalid_etag = error.kind() == ErrorKind::InvalidArgument && error.message().contains("etag");
@@ -493,11 +464,12 @@ impl Backend for DaprStateStore {
             list: false,
             watch: false,
             max_value_bytes: None,
+            // The sidecar stores `<app-id>||<key>`.
+            reserved_in_keys: &["||"],
         }
     }
 
     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        keys.iter().try_for_each(|k| check_key(k))?;
         // Items moved, not copied: a value becomes `Bytes` once, and a name
         // asked twice shares it.
         let by_key: HashMap<String, (String, Bytes)> =
@@ -530,8 +502,6 @@ impl Backend for DaprStateStore {
     }
 
     async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
-        check_key(key)?;
-        check_etag(key, condition(&options.mode))?;
         let conditional = options.mode != PutMode::Upsert;
         let req = SaveStateRequest {
             store_name: self.settings.store_name.clone(),
@@ -545,8 +515,6 @@ impl Backend for DaprStateStore {
     }
 
     async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
-        check_key(key)?;
-        check_etag(key, etag)?;
         let item = self.item(key, None, etag);
         let req = DeleteStateRequest {
             store_name: self.settings.store_name.clone(),
@@ -562,11 +530,6 @@ impl Backend for DaprStateStore {
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
-        ops.iter().try_for_each(|op| check_key(op.key()))?;
-        ops.iter().try_for_each(|op| match op {
-            Op::Put { key, options, .. } => check_etag(key, condition(&options.mode)),
-            Op::Remove { key, etag } => check_etag(key, etag.as_ref()),
-        })?;
         let operations = ops
             .iter()
             .map(|op| match op {

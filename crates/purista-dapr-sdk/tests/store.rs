@@ -9,9 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use purista_core::{
-    ETag, ErrorKind, Json, Op, PutMode, PutOptions, StateStore, StateStoreExt, StoreConfig, backend,
-};
+use purista_core::{ETag, ErrorKind, Json, Op, PutMode, PutOptions, StateStore, StateStoreExt, StoreConfig};
 use purista_dapr_sdk::{
     Concurrency, DaprConfig, DaprEventBridge, DaprEventBridgeConfig, DaprStateStore, GrpcError,
     emulator::Sidecar,
@@ -344,47 +342,6 @@ async fn a_value_over_the_sidecar_limit_is_an_invalid_value() {
     let ops = vec![Op::put(&key, big_value(5_000_000, 'x'))];
     expect_kind(s.transaction(ops).await, ErrorKind::InvalidValue);
     assert_eq!(s.get::<String>(&key).await.unwrap(), None);
-}
-
-// --- An empty ETag is one no value ever has: a conditional operation with it fails.
-
-#[tokio::test]
-async fn an_empty_etag_never_matches() {
-    let s = DaprStateStore::connect(config()).await.unwrap();
-    let (missing, present) =
-        (purista_core::testkit::unique("etag-missing"), purista_core::testkit::unique("etag-present"));
-    s.set(&present, &1).await.unwrap();
-    let empty = || ETag::new("");
-    // Through the backend itself, whatever the core checks first.
-    for key in [&missing, &present] {
-        let err = expect_kind(
-            backend::Backend::put(&s, key, Json::from(json!(2)), &PutOptions::update(empty())).await,
-            ErrorKind::Conflict,
-        );
-        assert_eq!(err.key(), Some(key.as_str()));
-        let err = expect_kind(backend::Backend::remove(&s, key, Some(&empty())).await, ErrorKind::Conflict);
-        assert_eq!(err.key(), Some(key.as_str()));
-        let ops = vec![
-            Op::put(&missing, Json::from(json!(3))),
-            Op::put_with(key, Json::from(json!(2)), PutOptions::update(empty())),
-        ];
-        let err = expect_kind(backend::Backend::transaction(&s, ops).await, ErrorKind::Conflict);
-        assert_eq!(err.key(), Some(key.as_str()));
-        let err = expect_kind(
-            backend::Backend::transaction(&s, vec![Op::remove_if(key, empty())]).await,
-            ErrorKind::Conflict,
-        );
-        assert_eq!(err.key(), Some(key.as_str()));
-    }
-    // And through the store.
-    expect_kind(
-        s.put(&missing, Json::from(json!(2)), PutOptions::update(empty())).await,
-        ErrorKind::Conflict,
-    );
-    expect_kind(s.remove(&present, Some(&empty())).await, ErrorKind::Conflict);
-    assert_eq!(s.get::<i32>(&missing).await.unwrap(), None, "no write happened");
-    assert_eq!(s.get::<i32>(&present).await.unwrap(), Some(1), "no write or remove happened");
-    s.remove_state(&present).await.unwrap();
 }
 
 // --- Errors on read paths name the caller's key.

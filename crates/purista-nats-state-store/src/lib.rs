@@ -470,6 +470,7 @@ impl NatsStateStoreBuilder {
             list: true,
             watch: true,
             max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
+            reserved_in_keys: &[],
         };
         for reason in ttl_reason.iter().chain(tx_reason.iter()) {
             tracing::warn!(bucket = %bucket, "{reason}");

@@ -8,10 +8,11 @@ use super::support::*;
 use crate::testkit::{Factory, unique};
 
 /// Keys with separators, spaces, unicode and pattern characters round-trip
-/// and never collide with each other. Only a backend that cannot hold `||`
-/// (Dapr) may reject it, as `InvalidKey`, before writing anything.
+/// and never collide with each other. A key with a substring the store
+/// declares reserved (Dapr's `||`) fails with `InvalidKey`, writing nothing.
 pub async fn key_edge_cases(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
+    let reserved = s.capabilities().reserved_in_keys;
     let p = unique("keys");
     let suffixes = [
         "session:abc",
@@ -46,7 +47,7 @@ pub async fn key_edge_cases(factory: &impl Factory) {
         let key = format!("{p}{suffix}");
         match s.set(&key, &i).await {
             Ok(()) => stored.push((key, i)),
-            Err(e) if e.kind() == ErrorKind::InvalidKey && suffix.contains("||") => {
+            Err(e) if e.kind() == ErrorKind::InvalidKey && reserved.iter().any(|r| suffix.contains(r)) => {
                 assert_eq!(raw(&*s, &format!("{p}a")).await, None, "nothing written");
             }
             Err(e) => panic!("key {key:?} rejected: {e}"),
@@ -67,6 +68,24 @@ pub async fn key_edge_cases(factory: &impl Factory) {
     }
     for (key, _) in &stored {
         s.remove_state(key).await.unwrap();
+    }
+    // A reserved substring fails on every path, reads included.
+    for r in reserved {
+        let key = format!("{p}x{r}y");
+        let one = || Json::from(json!(1));
+        let mut results = vec![
+            s.get_value(&key).await.map(drop),
+            s.get_state(&[&key]).await.map(drop),
+            s.set_state(&key, one()).await,
+            s.remove_state(&key).await,
+        ];
+        if s.capabilities().transactions {
+            results.push(s.transaction(vec![crate::Op::put(&key, one())]).await);
+        }
+        for result in results {
+            let err = expect_kind(result, ErrorKind::InvalidKey, "a reserved substring");
+            assert_eq!(err.key(), Some(key.as_str()), "{err}");
+        }
     }
 }
 
