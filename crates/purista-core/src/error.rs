@@ -86,6 +86,10 @@ impl Error {
         Error::new(ErrorKind::Conflict, message).with_key(key)
     }
 
+    // Both conflicts share one kind, as Dapr's sidecar answers both the same
+    // way (`Aborted`, "possible etag mismatch"): a kind of its own for each
+    // could not be kept on every backend. The messages tell them apart.
+
     /// A conflict on `key`: its ETag does not match (or it is missing).
     pub fn etag_mismatch(key: impl Into<String>) -> Self {
         Error::conflict(key, "etag does not match")

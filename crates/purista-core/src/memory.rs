@@ -225,10 +225,6 @@ fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
     slot.is_some_and(|s| s.version.to_string() == etag.as_str())
 }
 
-fn conflict(key: &str, why: &str) -> Error {
-    Error::conflict(key, why.to_string())
-}
-
 impl Data {
     fn live(&self, key: &str) -> Option<&Slot> {
         self.map.get(key).filter(|s| s.live())
@@ -237,16 +233,16 @@ impl Data {
     fn check_put(&self, key: &str, mode: &PutMode) -> Result<()> {
         match mode {
             PutMode::Upsert => Ok(()),
-            PutMode::Create if self.live(key).is_some() => Err(conflict(key, "key already exists")),
+            PutMode::Create if self.live(key).is_some() => Err(Error::already_exists(key)),
             PutMode::Create => Ok(()),
             PutMode::Update(tag) if matches(self.live(key), tag) => Ok(()),
-            PutMode::Update(_) => Err(conflict(key, "etag does not match")),
+            PutMode::Update(_) => Err(Error::etag_mismatch(key)),
         }
     }
 
     fn check_delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
         match tag {
-            Some(tag) if !matches(self.live(key), tag) => Err(conflict(key, "etag does not match")),
+            Some(tag) if !matches(self.live(key), tag) => Err(Error::etag_mismatch(key)),
             _ => Ok(()),
         }
     }
@@ -369,16 +365,16 @@ impl Backend for DefaultStateStore {
                 Op::Put { options, .. } => {
                     match &options.mode {
                         PutMode::Create if current.is_some() => {
-                            return Err(conflict(key, "key already exists"));
+                            return Err(Error::already_exists(key));
                         }
-                        PutMode::Update(tag) if !ok(tag) => return Err(conflict(key, "etag does not match")),
+                        PutMode::Update(tag) if !ok(tag) => return Err(Error::etag_mismatch(key)),
                         _ => {}
                     }
                     next += 1;
                     touched.insert(key, Some(next));
                 }
                 Op::Remove { etag: Some(tag), .. } if !ok(tag) => {
-                    return Err(conflict(key, "etag does not match"));
+                    return Err(Error::etag_mismatch(key));
                 }
                 Op::Remove { .. } => {
                     touched.insert(key, None);

@@ -674,7 +674,7 @@ fn nats_key(key: &str) -> Result<String> {
 fn parse_etag(key: &str, etag: &ETag) -> Result<u64> {
     match etag.as_str().parse::<u64>() {
         Ok(revision) if revision > 0 => Ok(revision),
-        _ => Err(Error::conflict(key, "etag does not match")),
+        _ => Err(Error::etag_mismatch(key)),
     }
 }
 
@@ -690,7 +690,7 @@ fn contended(key: &str) -> Error {
 fn publish_error(key: &str, what: &str, err: jetstream::context::PublishError) -> Error {
     use jetstream::context::PublishErrorKind as K;
     match err.kind() {
-        K::WrongLastSequence => Error::conflict(key, "etag does not match").with_source(err),
+        K::WrongLastSequence => Error::etag_mismatch(key).with_source(err),
         K::MaxPayloadExceeded => Error::new(ErrorKind::InvalidValue, "value is larger than the server takes")
             .with_key(key)
             .with_source(err),
@@ -934,7 +934,7 @@ impl NatsStateStore {
                 Err(e) => return Err(e),
             }
             expected = match self.current(key, nats_key).await? {
-                Current::Live { .. } => return Err(Error::conflict(key, "key already exists")),
+                Current::Live { .. } => return Err(Error::already_exists(key)),
                 Current::Gone(revision) => revision,
                 Current::Missing => 0,
             };

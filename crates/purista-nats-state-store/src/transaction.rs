@@ -66,19 +66,19 @@ impl NatsStateStore {
             let (expected, create) = match (op, earlier) {
                 (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
                     PutMode::Upsert => (None, false),
-                    PutMode::Create if has_value => return Err(Error::conflict(key, "key already exists")),
+                    PutMode::Create if has_value => return Err(Error::already_exists(key)),
                     PutMode::Create => (None, false),
-                    PutMode::Update(_) => return Err(Error::conflict(key, "etag does not match")),
+                    PutMode::Update(_) => return Err(Error::etag_mismatch(key)),
                 },
                 (Op::Remove { etag: Some(_), .. }, Some(_)) => {
-                    return Err(Error::conflict(key, "etag does not match"));
+                    return Err(Error::etag_mismatch(key));
                 }
                 (Op::Remove { etag: None, .. }, _) => (None, false),
                 (Op::Put { options, .. }, None) => match &options.mode {
                     PutMode::Upsert => (None, false),
                     PutMode::Update(etag) => (Some(parse_etag(key, etag)?), false),
                     PutMode::Create => match create_base.get(key) {
-                        Some(Current::Live { .. }) => return Err(Error::conflict(key, "key already exists")),
+                        Some(Current::Live { .. }) => return Err(Error::already_exists(key)),
                         Some(Current::Gone(revision)) => (Some(*revision), true),
                         _ => (Some(0), true),
                     },
@@ -163,11 +163,11 @@ impl NatsStateStore {
             }
             match (check.create, current) {
                 (true, Current::Live { .. }) => {
-                    return Refused::Error(Error::conflict(check.key, "key already exists").with_source(e));
+                    return Refused::Error(Error::already_exists(check.key).with_source(e));
                 }
                 (true, _) => lost = lost.or(Some(check.key)),
                 (false, _) => {
-                    return Refused::Error(Error::conflict(check.key, "etag does not match").with_source(e));
+                    return Refused::Error(Error::etag_mismatch(check.key).with_source(e));
                 }
             }
         }
@@ -175,6 +175,6 @@ impl NatsStateStore {
             return Refused::CreateLost(key);
         }
         let key = checks.first().map_or(first_key, |c| c.key);
-        Refused::Error(Error::conflict(key, "etag does not match").with_source(e))
+        Refused::Error(Error::etag_mismatch(key).with_source(e))
     }
 }

@@ -536,8 +536,7 @@ impl RedisStateStore {
         ];
         let reply = self.run_write(&WRITE, vec![Key::from(key), Key::from(vkey)], args, applied).await;
         if reply.map_err(|e| e.with_key(key))?.as_i64() != Some(1) {
-            let why = if mode == "C" { "key already exists" } else { "etag does not match" };
-            return Err(Error::conflict(key, why));
+            return Err(if mode == "C" { Error::already_exists(key) } else { Error::etag_mismatch(key) });
         }
         Ok(())
     }
@@ -744,7 +743,7 @@ impl Backend for RedisStateStore {
         let args = vec![Value::from(etag.map_or("", ETag::as_str)), Value::from(i64::from(self.inner.db))];
         let reply = self.run_write(&DELETE, keys, args, applied).await.map_err(|e| e.with_key(key))?;
         if reply.as_i64() != Some(1) {
-            return Err(Error::conflict(key, "etag does not match"));
+            return Err(Error::etag_mismatch(key));
         }
         Ok(())
     }
