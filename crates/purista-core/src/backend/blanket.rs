@@ -1,0 +1,227 @@
+//! `impl StateStore for every Backend`: each call checked, prefixed, traced.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use crate::{
+    Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap,
+    StateStore, StoreConfig, WatchEvent, WatchStream,
+    config::{GET_DISABLED, REMOVE_DISABLED, SET_DISABLED},
+    key::{join, strip},
+};
+
+use super::{Backend, rules::*};
+
+macro_rules! traced {
+    ($store:expr, $name:literal, $body:expr) => {{
+        let span = tracing::info_span!(
+            $name,
+            purista.store.name = Backend::name($store),
+            purista.store.type = "StateStore",
+        );
+        $body.instrument(span).await
+    }};
+}
+
+#[async_trait]
+impl<B: Backend> StateStore for B {
+    fn name(&self) -> &str {
+        Backend::name(self)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Backend::capabilities(self)
+    }
+
+    async fn get_state(&self, names: &[&str]) -> Result<StateMap> {
+        traced!(self, "purista.stateStore.getValue", async {
+            let config = self.config();
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            names.iter().try_for_each(|n| check_key(self, n))?;
+            if names.is_empty() {
+                return Ok(StateMap::default());
+            }
+            let values = if config.key_prefix.is_empty() {
+                Backend::get_state(self, names).await
+            } else {
+                let full: Vec<String> = names.iter().map(|n| join(&config.key_prefix, n)).collect();
+                let keys: Vec<&str> = full.iter().map(String::as_str).collect();
+                Backend::get_state(self, &keys).await
+            }
+            .map_err(unprefix(config))?;
+            if values.len() != names.len() {
+                let msg = format!(
+                    "{} answered {} values for {} keys",
+                    Backend::name(self),
+                    values.len(),
+                    names.len()
+                );
+                return Err(Error::new(ErrorKind::Backend, msg));
+            }
+            let mut map = StateMap::with_capacity_and_hasher(names.len(), Default::default());
+            map.extend(names.iter().map(|n| n.to_string()).zip(values));
+            Ok(map)
+        })
+    }
+
+    async fn get_value(&self, name: &str) -> Result<Option<Json>> {
+        traced!(self, "purista.stateStore.getValue", async {
+            let config = self.config();
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            check_key(self, name)?;
+            Backend::get_value(self, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
+        })
+    }
+
+    async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {
+        traced!(self, "purista.stateStore.getValue", async {
+            let config = self.config();
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            check_key(self, name)?;
+            if !Backend::capabilities(self).etag {
+                return Err(unsupported(self, Capability::Etag));
+            }
+            Backend::get_entry(self, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
+        })
+    }
+
+    async fn set_state(&self, name: &str, value: Json) -> Result<()> {
+        put(self, name, value, None).await.map(drop)
+    }
+
+    async fn put(&self, name: &str, value: Json, options: PutOptions) -> Result<Option<ETag>> {
+        put(self, name, value, Some(options)).await
+    }
+
+    async fn remove_state(&self, name: &str) -> Result<()> {
+        remove(self, name, None).await
+    }
+
+    async fn remove(&self, name: &str, etag: Option<&ETag>) -> Result<()> {
+        remove(self, name, etag).await
+    }
+
+    async fn transaction(&self, mut ops: Vec<Op>) -> Result<()> {
+        traced!(self, "purista.stateStore.transaction", async {
+            let config = self.config();
+            if !Backend::capabilities(self).transactions {
+                return Err(unsupported(self, Capability::Transactions));
+            }
+            for op in &mut ops {
+                match op {
+                    Op::Put { key, value, options } => {
+                        enabled(config.enable_set, Backend::name(self), SET_DISABLED)?;
+                        check_put(self, key, value, options)?;
+                    }
+                    Op::Remove { key, etag } => {
+                        enabled(config.enable_remove, Backend::name(self), REMOVE_DISABLED)?;
+                        check_key(self, key)?;
+                        check_etag(self, key, etag.as_ref())?;
+                    }
+                }
+                if !config.key_prefix.is_empty() {
+                    let key = op.key_mut();
+                    key.insert_str(0, &config.key_prefix);
+                }
+            }
+            if ops.is_empty() {
+                return Ok(());
+            }
+            Backend::transaction(self, ops).await.map_err(unprefix(config))
+        })
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        traced!(self, "purista.stateStore.listKeys", async {
+            let config = self.config();
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            check_prefix(prefix)?;
+            if !Backend::capabilities(self).list {
+                return Err(unsupported(self, Capability::List));
+            }
+            let full = join(&config.key_prefix, prefix);
+            let mut keys: Vec<String> = Backend::list_keys(self, &full)
+                .await
+                .map_err(unprefix(config))?
+                .into_iter()
+                // Exact prefix semantics, whatever the backend's pattern matching did.
+                .filter(|k| k.starts_with(&full))
+                .map(|k| strip(&config.key_prefix, k))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            Ok(keys)
+        })
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<WatchStream> {
+        traced!(self, "purista.stateStore.watch", async {
+            let config = self.config();
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            check_prefix(prefix)?;
+            if !Backend::capabilities(self).watch {
+                return Err(unsupported(self, Capability::Watch));
+            }
+            let full = join(&config.key_prefix, prefix);
+            let stream = Backend::watch(self, &full).await.map_err(unprefix(config))?;
+            let key_prefix = config.key_prefix.clone();
+            Ok(Box::pin(stream.filter_map(move |event| {
+                let out = match event {
+                    Ok(e) if !e.key.starts_with(&full) => None,
+                    Ok(e) => Some(Ok(WatchEvent { key: strip(&key_prefix, e.key), kind: e.kind })),
+                    Err(e) => Some(Err(e.map_key(|k| strip(&key_prefix, k)))),
+                };
+                std::future::ready(out)
+            })) as WatchStream)
+        })
+    }
+
+    fn scoped(self: Arc<Self>, prefix: &str) -> Arc<dyn StateStore> {
+        let config =
+            StoreConfig { key_prefix: join(&self.config().key_prefix, prefix), ..self.config().clone() };
+        Arc::new(self.with_config(config))
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        Backend::destroy(self).await
+    }
+}
+
+// Shared by `set_state` and `put` (and the remove pair) so that neither goes
+// through a second boxed future. No options: `set_state`, a plain upsert
+// whose ETag is dropped.
+async fn put<B: Backend>(
+    b: &B,
+    name: &str,
+    value: Json,
+    options: Option<PutOptions>,
+) -> Result<Option<ETag>> {
+    traced!(b, "purista.stateStore.setValue", async {
+        let config = b.config();
+        enabled(config.enable_set, Backend::name(b), SET_DISABLED)?;
+        let plain = options.is_none();
+        let mut options = options.unwrap_or_default();
+        check_put(b, name, &value, &mut options)?;
+        let key = prefixed(&config.key_prefix, name);
+        let written = if plain {
+            Backend::set_state(b, &key, value).await.map(|()| None)
+        } else {
+            Backend::put(b, &key, value, &options).await
+        };
+        written.map_err(unprefix(config))
+    })
+}
+
+async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()> {
+    traced!(b, "purista.stateStore.removeValue", async {
+        let config = b.config();
+        enabled(config.enable_remove, Backend::name(b), REMOVE_DISABLED)?;
+        check_key(b, name)?;
+        check_etag(b, name, etag)?;
+        let key = prefixed(&config.key_prefix, name);
+        Backend::remove(b, &key, etag).await.map_err(unprefix(config))
+    })
+}

@@ -1,0 +1,130 @@
+//! What an adapter implements. Every [`Backend`] is a [`StateStore`](crate::StateStore) through
+//! one blanket impl, which is the single place where keys are validated, the
+//! base config is enforced, capabilities are checked, TTLs are rounded, the
+//! key prefix is applied and stripped, and each call is traced.
+//!
+//! A backend therefore only sees valid, prefixed keys, TTLs already rounded
+//! to its granularity, and operations its [`Capabilities`] claim.
+
+mod blanket;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, future::Future, time::Duration};
+
+use crate::{Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream};
+
+use rules::unsupported;
+
+pub use crate::handle::Handle;
+
+/// The longest TTL accepted (what every backend here can represent).
+pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
+
+/// A storage backend. Implement this; callers use [`StateStore`](crate::StateStore).
+///
+/// The methods have the [`StateStore`](crate::StateStore) names and meanings, one level down:
+/// keys arrive valid and prefixed, TTLs rounded, and only for what
+/// [`capabilities`](Backend::capabilities) claims; batch reads answer by
+/// position. (A type with both traits in scope needs `Backend::put(&store,
+/// ..)` to reach these; callers import only `StateStore`.)
+///
+/// Methods are `async fn` in your impl; they are called through static
+/// dispatch, so no future is boxed per call. A backend is a cheap handle on
+/// a shared connection: [`with_config`](Backend::with_config) gives another
+/// handle on the same connection (what [`StateStore::scoped`](crate::StateStore::scoped) uses).
+///
+/// A complete (if forgetful) backend: capabilities it does not claim fail
+/// with `Unsupported` before it is called.
+///
+/// ```
+/// use std::{collections::HashMap, sync::Arc};
+/// use parking_lot::Mutex;
+/// use purista_core::{backend::Backend, Capabilities, ETag, Json, PutOptions, Result, StateStore, StoreConfig};
+///
+/// #[derive(Debug, Clone, Default)]
+/// struct MyStore { data: Arc<Mutex<HashMap<String, Json>>>, config: StoreConfig }
+///
+/// impl Backend for MyStore {
+///     fn name(&self) -> &str { "MyStore" }
+///     fn config(&self) -> &StoreConfig { &self.config }
+///     fn with_config(&self, config: StoreConfig) -> Self { MyStore { config, ..self.clone() } }
+///     fn capabilities(&self) -> Capabilities { Capabilities::default() }
+///     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+///         let data = self.data.lock();
+///         Ok(keys.iter().map(|k| data.get(*k).cloned()).collect())
+///     }
+///     async fn put(&self, key: &str, value: Json, _options: &PutOptions) -> Result<Option<ETag>> {
+///         self.data.lock().insert(key.to_owned(), value);
+///         Ok(None)
+///     }
+///     async fn remove(&self, key: &str, _etag: Option<&ETag>) -> Result<()> {
+///         self.data.lock().remove(key);
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
+/// let store: Arc<dyn StateStore> = Arc::new(MyStore::default());
+/// store.set_state("a", Json::encode(&1)?).await?;
+/// assert_eq!(store.get_value("a").await?, Some(Json::encode(&1)?));
+/// # Ok(()) }
+/// ```
+pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
+    /// The store's name in traces (`RedisStateStore` ...).
+    fn name(&self) -> &str;
+    /// The base config the core enforces for this backend.
+    fn config(&self) -> &StoreConfig;
+    /// Another handle on the same connection and data, with `config`.
+    fn with_config(&self, config: StoreConfig) -> Self;
+    /// What the backend supports beyond read, write and delete.
+    fn capabilities(&self) -> Capabilities;
+    /// Why a capability is missing, when it depends on the server or its
+    /// settings ("nats-server 2.10 has no per-message TTL"); put in the
+    /// `Unsupported` error.
+    fn unsupported_reason(&self, _capability: Capability) -> Option<String> {
+        None
+    }
+
+    /// Values of `keys`, in the same order, `None` where missing.
+    fn get_state(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Json>>>> + Send;
+    /// The value of one key (override when one key is cheaper than a batch).
+    fn get_value(&self, key: &str) -> impl Future<Output = Result<Option<Json>>> + Send {
+        async move { Ok(Backend::get_state(self, &[key]).await?.pop().flatten()) }
+    }
+    /// A value with ETag and expiry (stores with the `etag` capability).
+    fn get_entry(&self, _key: &str) -> impl Future<Output = Result<Option<Entry>>> + Send {
+        async { Err(unsupported(self, Capability::Etag)) }
+    }
+    /// Writes `value`; `options.ttl` is already rounded and positive.
+    fn put(
+        &self,
+        key: &str,
+        value: Json,
+        options: &PutOptions,
+    ) -> impl Future<Output = Result<Option<ETag>>> + Send;
+    /// An upsert without TTL whose ETag nobody asked for (`set_state`, the
+    /// common write): override when that is cheaper than [`put`](Backend::put).
+    fn set_state(&self, key: &str, value: Json) -> impl Future<Output = Result<()>> + Send {
+        async move { Backend::put(self, key, value, &PutOptions::default()).await.map(drop) }
+    }
+    /// Deletes `key` (a missing key is fine unless `etag` is given).
+    fn remove(&self, key: &str, etag: Option<&ETag>) -> impl Future<Output = Result<()>> + Send;
+    /// Applies `ops` atomically; a conflict names its key.
+    fn transaction(&self, _ops: Vec<Op>) -> impl Future<Output = Result<()>> + Send {
+        async { Err(unsupported(self, Capability::Transactions)) }
+    }
+    /// Keys starting with `prefix`, in any order.
+    fn list_keys(&self, _prefix: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+        async { Err(unsupported(self, Capability::List)) }
+    }
+    /// Changes under `prefix`.
+    fn watch(&self, _prefix: &str) -> impl Future<Output = Result<WatchStream>> + Send {
+        async { Err(unsupported(self, Capability::Watch)) }
+    }
+    /// Closes connections.
+    fn destroy(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
