@@ -15,7 +15,9 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use crate::{
     Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StoreConfig,
-    WatchEvent, WatchKind, WatchStream, backend::Backend, validate_key,
+    WatchEvent, WatchKind, WatchStream,
+    backend::{Backend, Holds, check_steps},
+    validate_key,
 };
 
 /// How many watch events may queue for a slow watcher before it is told it
@@ -350,38 +352,12 @@ impl Backend for DefaultStateStore {
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         let mut data = self.shared.data.write();
-        // Check every condition against the state the earlier steps leave
-        // behind, before touching anything: all or nothing.
-        let mut touched: HashMap<&str, Option<u64>> = HashMap::new();
-        let mut next = data.version;
-        for op in &ops {
-            let key = op.key();
-            let current = match touched.get(key) {
-                Some(v) => *v,
-                None => data.live(key).map(|s| s.version),
-            };
-            let ok = |tag: &ETag| current.is_some_and(|v| v.to_string() == tag.as_str());
-            match op {
-                Op::Put { options, .. } => {
-                    match &options.mode {
-                        PutMode::Create if current.is_some() => {
-                            return Err(Error::already_exists(key));
-                        }
-                        PutMode::Update(tag) if !ok(tag) => return Err(Error::etag_mismatch(key)),
-                        _ => {}
-                    }
-                    next += 1;
-                    touched.insert(key, Some(next));
-                }
-                Op::Remove { etag: Some(tag), .. } if !ok(tag) => {
-                    return Err(Error::etag_mismatch(key));
-                }
-                Op::Remove { .. } => {
-                    touched.insert(key, None);
-                }
-            }
-        }
-        drop(touched);
+        // Every condition first, against what the earlier steps leave:
+        // all or nothing.
+        check_steps(&ops, |key| match data.live(key) {
+            Some(slot) => Holds::Tag(slot.version.to_string()),
+            None => Holds::Absent,
+        })?;
         let mut wake = false;
         for op in ops {
             match op {

@@ -8,6 +8,7 @@
 
 mod blanket;
 mod rules;
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +19,7 @@ use crate::{Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result,
 use rules::unsupported;
 
 pub use crate::handle::Handle;
+pub use steps::{Holds, check_steps};
 
 /// The longest TTL accepted (what every backend here can represent).
 pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
