@@ -72,7 +72,7 @@ async fn failover(master: u16, replica: u16, sentinel: u16) {
     let started = Instant::now();
     let out = cli_async(sentinel, &["SENTINEL", "FAILOVER", SERVICE]).await;
     assert!(out.contains("OK"), "SENTINEL FAILOVER: {out}");
-    let deadline = started + Duration::from_secs(40);
+    let deadline = started + Duration::from_secs(60);
     loop {
         let out = cli_async(sentinel, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]).await;
         if out.lines().nth(1).and_then(|p| p.trim().parse::<u16>().ok()) == Some(replica) {

@@ -248,13 +248,15 @@ impl Sentinel {
         })
         .map_err(|why| procs.failure(why))?;
         let conf = procs.dir.join("sentinel.conf");
+        // failover-timeout bounds the promotion: 20 s, as a loaded machine can
+        // be slow to promote.
         std::fs::write(
             &conf,
             format!(
                 "port {sentinel}\nbind 127.0.0.1\nprotected-mode no\n\
                  sentinel monitor {SERVICE} 127.0.0.1 {master} 1\n\
                  sentinel down-after-milliseconds {SERVICE} 2000\n\
-                 sentinel failover-timeout {SERVICE} 10000\n"
+                 sentinel failover-timeout {SERVICE} 20000\n"
             ),
         )
         .unwrap();
