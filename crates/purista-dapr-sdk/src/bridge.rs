@@ -6,7 +6,7 @@ use purista_core::{Result, Service, ServiceBuilder};
 
 use crate::{
     DaprConfig, DaprStateStore,
-    store::{Client, Connection},
+    conn::{Client, Connection},
 };
 
 /// Settings of a [`DaprEventBridge`], as PURISTA's `DaprEventBridge` takes

@@ -50,8 +50,11 @@
 
 mod bridge;
 mod config;
+mod conn;
 mod error;
+mod read;
 mod store;
+mod transaction;
 
 #[cfg(feature = "emulator")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
@@ -61,8 +64,9 @@ pub use bridge::{DaprEventBridge, DaprEventBridgeConfig};
 pub use config::{
     Concurrency, Consistency, DEFAULT_GRPC_PORT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STATE_STORE, DaprConfig,
 };
+pub use conn::{Client, TokenInterceptor};
 pub use error::GrpcError;
-pub use store::{Client, DaprStateStore, TokenInterceptor};
+pub use store::DaprStateStore;
 
 /// The `dapr` crate, whose generated client and types this crate uses.
 pub use dapr;
