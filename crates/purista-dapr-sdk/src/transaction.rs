@@ -15,7 +15,7 @@ use crate::{
 
 impl DaprStateStore {
     /// Runs `ops` as one transaction, all or nothing. A failure about an
-    /// ETag is `Conflict`, naming the key found by [`conflicting_key`].
+    /// ETag is `Conflict`, naming the key found by [`conflicting_key`](Self::conflicting_key).
     pub(crate) async fn execute(&self, ops: Vec<Op>) -> Result<()> {
         let operations = ops
             .iter()
