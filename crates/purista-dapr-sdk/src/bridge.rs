@@ -6,7 +6,7 @@ use purista_core::{Result, Service, ServiceBuilder};
 
 use crate::{
     DaprConfig, DaprStateStore,
-    store::{Client, Connection},
+    conn::{Client, Connection},
 };
 
 /// Settings of a [`DaprEventBridge`], as PURISTA's `DaprEventBridge` takes
@@ -20,7 +20,7 @@ use crate::{
 ///     .state_store_name("my-state-store")
 ///     .secret_store_name("my-secret-store")
 ///     .config_store_name("my-config-store");
-/// assert_eq!(config.dapr().get_store_name(), "my-state-store");
+/// assert_eq!(config.dapr().component(), "my-state-store");
 /// ```
 #[derive(Clone, Default)]
 pub struct DaprEventBridgeConfig {
@@ -131,7 +131,7 @@ impl DaprEventBridge {
 
     /// The state store component's name.
     pub fn state_store_name(&self) -> &str {
-        self.config.dapr.get_store_name()
+        self.config.dapr.component()
     }
 
     /// The secret store component's name, if configured.

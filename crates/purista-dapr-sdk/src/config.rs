@@ -74,7 +74,8 @@ impl Concurrency {
 ///     .store_name("orders-state")
 ///     .consistency(Consistency::Strong)
 ///     .request_timeout(Duration::from_secs(2));
-/// assert_eq!(config.get_store_name(), "orders-state");
+/// assert_eq!(config.component(), "orders-state");
+/// assert_eq!(config.call_timeout(), Duration::from_secs(2));
 /// ```
 #[derive(Clone)]
 pub struct DaprConfig {
@@ -217,13 +218,18 @@ impl DaprConfig {
         self
     }
 
-    /// The endpoint in use.
-    pub fn get_endpoint(&self) -> &str {
+    // Reading a config back: the builder methods above own the plain names,
+    // so the getters say what they answer.
+
+    /// The sidecar's endpoint, as set by [`endpoint`](Self::endpoint).
+    pub fn sidecar_endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// The state store component's name.
-    pub fn get_store_name(&self) -> &str {
+    /// The state store component's name, as set by
+    /// [`store_name`](Self::store_name) (the name
+    /// [`DaprStateStore::component`](crate::DaprStateStore::component) reports).
+    pub fn component(&self) -> &str {
         &self.store_name
     }
 
@@ -232,8 +238,9 @@ impl DaprConfig {
         self.api_token.is_some()
     }
 
-    /// The per-call timeout.
-    pub fn get_request_timeout(&self) -> Duration {
+    /// How long one call may take, as set by
+    /// [`request_timeout`](Self::request_timeout).
+    pub fn call_timeout(&self) -> Duration {
         self.request_timeout
     }
 }
@@ -318,5 +325,6 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
         assert!(config.has_api_token());
+        assert_eq!(config.endpoint("dapr:50001").sidecar_endpoint(), "dapr:50001");
     }
 }

@@ -34,14 +34,6 @@ impl fmt::Display for GrpcError {
 
 impl std::error::Error for GrpcError {}
 
-/// Whether a status reports an ETag mismatch (or a first-write over an
-/// existing key, which Dapr reports the same way).
-pub(crate) fn is_etag_mismatch(status: &Status) -> bool {
-    status.code() == Code::Aborted
-        || (status.code() == Code::Internal
-            && status.message().to_ascii_lowercase().contains("etag mismatch"))
-}
-
 /// Whether a status reports a gRPC message over a size limit: the sidecar's
 /// (grpc-go: `ResourceExhausted`, "received/trying to send message larger
 /// than max") or this client's (tonic: `OutOfRange`, "decoded message

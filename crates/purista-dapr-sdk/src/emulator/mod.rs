@@ -59,23 +59,21 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
+mod rules;
+mod server;
 mod service;
+mod storage;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    collections::HashMap,
-    fmt, io,
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{fmt, io, net::SocketAddr, sync::Arc};
 
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, watch};
-use tokio_stream::StreamExt;
+use tokio::sync::watch;
 
-use self::service::{Emulator, State};
+pub use self::builder::SidecarBuilder;
+use self::{server::Server, service::Emulator, storage::State};
 
 /// The default state store component name (`statestore`, as `dapr init` names it).
 pub const DEFAULT_STORE: &str = "statestore";
@@ -90,17 +88,11 @@ pub struct Sidecar {
     app_id: String,
     state: Arc<Mutex<State>>,
     /// What a restart serves again.
-    emulator: service::Emulator,
+    emulator: Emulator,
     api_token: Option<String>,
     /// `true` while stalled; the emulator holds state calls back meanwhile.
     stalled: watch::Sender<bool>,
-    shutdown: Option<oneshot::Sender<()>>,
-    /// Fails (its sender dropped) once the listening socket is closed.
-    closed: Option<oneshot::Receiver<()>>,
-    /// Duplicates of every accepted socket, to cut connections on drop the
-    /// way a sidecar that dies does (a graceful stop would let open
-    /// connections carry on).
-    connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    server: Server,
 }
 
 impl fmt::Debug for Sidecar {
@@ -143,7 +135,7 @@ impl Sidecar {
 
     /// Stops serving (the same as dropping it).
     pub fn shutdown(mut self) {
-        self.stop();
+        self.server.stop();
     }
 
     /// Stalls the sidecar, as a daprd whose state component hangs: state
@@ -164,239 +156,29 @@ impl Sidecar {
 
     /// Goes away as a sidecar process that dies does: stops listening and
     /// cuts every open connection (calls in flight fail; one may have been
-    /// applied). Returns once the port is free. The data stays, as it does
-    /// behind a persistent state component: [`restart`](Self::restart)
+    /// applied). Returns once connections to the address are refused. The
+    /// port stays held (bound, not listening) for [`restart`](Self::restart),
+    /// so that no listener bound to port 0 meanwhile takes it. The data
+    /// stays, as it does behind a persistent state component: a restart
     /// serves it again.
     pub async fn kill(&mut self) {
-        self.stop();
-        if let Some(closed) = self.closed.take() {
-            // Err once the listener is dropped: that is the signal.
-            let _ = closed.await;
-        }
-        // A connection accepted just before the listener closed.
-        self.stop();
+        self.server.kill(self.addr).await;
     }
 
     /// Listens again on the same address, over the same data, with the same
     /// settings, on the current Tokio runtime (killing the running server
-    /// first, if any): a sidecar that comes back. A stall is kept.
+    /// first, if any): a sidecar that comes back. A stall is kept. Fails at
+    /// once, with an error naming the address, if the port was taken while
+    /// the sidecar was down (only a socket bound to that very address can
+    /// take it).
     pub async fn restart(&mut self) -> io::Result<()> {
-        self.kill().await;
-        let listener = tokio::net::TcpListener::bind(self.addr).await?;
         let routes = service::routes(self.emulator.clone(), self.api_token.clone());
-        let (shutdown, closed, serve) = serve(listener, routes, self.connections.clone());
-        (self.shutdown, self.closed) = (Some(shutdown), Some(closed));
-        tokio::spawn(serve);
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        for socket in self.connections.lock().drain(..) {
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-        }
+        self.server.restart(self.addr, routes).await
     }
 }
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
-}
-
-/// Settings of a [`Sidecar`].
-#[derive(Clone)]
-pub struct SidecarBuilder {
-    app_id: String,
-    stores: Vec<String>,
-    api_token: Option<String>,
-    addr: SocketAddr,
-    transactions: bool,
-    delay: Duration,
-    max_body_size: usize,
-}
-
-impl fmt::Debug for SidecarBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SidecarBuilder")
-            .field("app_id", &self.app_id)
-            .field("stores", &self.stores)
-            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
-            .field("addr", &self.addr)
-            .field("transactions", &self.transactions)
-            .field("delay", &self.delay)
-            .field("max_body_size", &self.max_body_size)
-            .finish()
-    }
-}
-
-impl Default for SidecarBuilder {
-    /// App id `emulator`, one store named [`DEFAULT_STORE`], no API token,
-    /// transactions on, daprd's message size limit
-    /// ([`DEFAULT_MAX_BODY_SIZE`]), a free port on 127.0.0.1.
-    fn default() -> Self {
-        SidecarBuilder {
-            app_id: "emulator".into(),
-            stores: vec![DEFAULT_STORE.into()],
-            api_token: None,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            transactions: true,
-            delay: Duration::ZERO,
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-        }
-    }
-}
-
-impl SidecarBuilder {
-    /// The app id keys are stored under (`<app-id>||<key>`).
-    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
-        self.app_id = app_id.into();
-        self
-    }
-
-    /// The state store components, replacing the default one (none at all
-    /// makes every state call fail with `FailedPrecondition`, as Dapr does).
-    pub fn stores<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.stores = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Requires `dapr-api-token` metadata holding `token` on every call.
-    pub fn api_token(mut self, token: impl Into<String>) -> Self {
-        self.api_token = Some(token.into());
-        self
-    }
-
-    /// Listens on `addr` instead of a free loopback port.
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.addr = addr;
-        self
-    }
-
-    /// Whether the stores support transactions (without, the sidecar answers
-    /// `Unimplemented`, like a component that lacks them).
-    pub fn transactions(mut self, on: bool) -> Self {
-        self.transactions = on;
-        self
-    }
-
-    /// Holds every state call back by `delay` before answering (a slow
-    /// sidecar, for timeout tests).
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    /// The gRPC message size limit, both ways (daprd's `--max-body-size`;
-    /// default [`DEFAULT_MAX_BODY_SIZE`]).
-    pub fn max_body_size(mut self, bytes: usize) -> Self {
-        self.max_body_size = bytes;
-        self
-    }
-
-    /// Binds and serves on the current Tokio runtime; serving ends when the
-    /// [`Sidecar`] is dropped or the runtime shuts down.
-    pub async fn start(self) -> io::Result<Sidecar> {
-        let listener = tokio::net::TcpListener::bind(self.addr).await?;
-        let (sidecar, serve) = self.serve(listener)?;
-        tokio::spawn(serve);
-        Ok(sidecar)
-    }
-
-    /// Binds and serves on a thread of its own, with its own runtime: for a
-    /// sidecar shared by tests that each run their own runtime.
-    pub fn start_on_thread(self) -> io::Result<Sidecar> {
-        let listener = std::net::TcpListener::bind(self.addr)?;
-        listener.set_nonblocking(true)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("dapr-emulator")
-            .enable_all()
-            .build()?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
-        };
-        let (sidecar, serve) = self.serve(listener)?;
-        std::thread::Builder::new().name("dapr-emulator".into()).spawn(move || runtime.block_on(serve))?;
-        Ok(sidecar)
-    }
-
-    fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-    ) -> io::Result<(Sidecar, impl Future<Output = ()> + Send + 'static)> {
-        let addr = listener.local_addr()?;
-        let stores: HashMap<String, service::Store> =
-            self.stores.iter().map(|s| (s.clone(), service::Store::default())).collect();
-        let state = Arc::new(Mutex::new(State::new(stores)));
-        let (stalled, stall_rx) = watch::channel(false);
-        let emulator = Emulator::new(
-            self.app_id.clone(),
-            state.clone(),
-            self.transactions,
-            self.delay,
-            self.max_body_size,
-            stall_rx,
-        );
-        let routes = service::routes(emulator.clone(), self.api_token.clone());
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let (shutdown, closed, serve) = serve(listener, routes, connections.clone());
-        let sidecar = Sidecar {
-            addr,
-            endpoint: format!("http://{addr}"),
-            app_id: self.app_id,
-            state,
-            emulator,
-            api_token: self.api_token,
-            stalled,
-            shutdown: Some(shutdown),
-            closed: Some(closed),
-            connections,
-        };
-        Ok((sidecar, serve))
-    }
-}
-
-/// Serves `routes` on `listener` until the shutdown sender is used or
-/// dropped; the receiver fails once the listener is closed.
-fn serve(
-    listener: tokio::net::TcpListener,
-    routes: tonic::service::Routes,
-    connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
-) -> (oneshot::Sender<()>, oneshot::Receiver<()>, impl Future<Output = ()> + Send + 'static) {
-    let (shutdown, rx) = oneshot::channel::<()>();
-    let (listening, closed) = oneshot::channel::<()>();
-    let serve = async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |accepted| {
-            // Dropped with the listener (tonic drops both on shutdown).
-            let _listening = &listening;
-            let stream = accepted?.into_std()?;
-            // As daprd does: without it, answers larger than one segment
-            // wait for the client's delayed ACK (40 ms on Linux).
-            stream.set_nodelay(true)?;
-            let mut tracked = connections.lock();
-            // Forget connections that are already closed.
-            tracked.retain(|s: &std::net::TcpStream| s.peer_addr().is_ok());
-            tracked.push(stream.try_clone()?);
-            tokio::net::TcpStream::from_std(stream)
-        });
-        let result = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "dapr emulator stopped");
-        }
-    };
-    (shutdown, closed, serve)
 }

@@ -1,14 +1,14 @@
-//! The emulated `dapr.proto.runtime.v1.Dapr` service and its state.
+//! The emulated `dapr.proto.runtime.v1.Dapr` gRPC service: the state RPCs
+//! over [`State`] (message size limits, delay and stall, the API token),
+//! every other RPC `Unimplemented`.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use dapr::dapr::proto::{
-    common::v1::{self as common, StateItem, state_options::StateConcurrency},
+    common::v1::{self as common, StateItem},
     runtime::v1::{
         self as rt,
         dapr_server::{Dapr, DaprServer},
@@ -23,187 +23,11 @@ use tonic::{
     service::{Routes, interceptor::InterceptedService},
 };
 
-use crate::{API_TOKEN_HEADER, TTL_EXPIRE_TIME_KEY, TTL_KEY};
-
-/// Dapr's separator between app id and key.
-const SEPARATOR: &str = "||";
-/// Dapr's `state.ETagError` messages.
-const MISMATCH: &str = "possible etag mismatch. error from state store";
-const INVALID_ETAG: &str = "invalid etag value";
-
-/// Every store, and the version counter ETags come from.
-#[derive(Debug)]
-pub(crate) struct State {
-    stores: HashMap<String, Store>,
-    version: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Store {
-    items: HashMap<String, Item>,
-}
-
-#[derive(Debug, Clone)]
-struct Item {
-    value: Vec<u8>,
-    version: u64,
-    expires: Option<SystemTime>,
-}
-
-impl Item {
-    fn live(&self, now: SystemTime) -> bool {
-        self.expires.is_none_or(|t| t > now)
-    }
-
-    fn metadata(&self) -> HashMap<String, String> {
-        self.expires
-            .map(|t| {
-                let t = DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Secs, true);
-                HashMap::from([(TTL_EXPIRE_TIME_KEY.to_string(), t)])
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl State {
-    pub(crate) fn new(stores: HashMap<String, Store>) -> Self {
-        State { stores, version: 0 }
-    }
-
-    pub(crate) fn stored_keys(&self, store: &str) -> Vec<String> {
-        let now = SystemTime::now();
-        let mut keys: Vec<String> = self
-            .stores
-            .get(store)
-            .map(|s| s.items.iter().filter(|(_, i)| i.live(now)).map(|(k, _)| k.clone()).collect())
-            .unwrap_or_default();
-        keys.sort_unstable();
-        keys
-    }
-
-    fn store(&mut self, name: &str) -> Result<&mut Store, Status> {
-        if self.stores.is_empty() {
-            return Err(Status::failed_precondition("state store is not configured"));
-        }
-        self.stores
-            .get_mut(name)
-            .ok_or_else(|| Status::invalid_argument(format!("state store {name} is not found")))
-    }
-}
-
-/// Why a state operation failed inside the store.
-#[derive(Debug)]
-enum Fail {
-    Mismatch,
-    InvalidEtag,
-    Other(String),
-}
-
-impl Fail {
-    fn message(&self) -> &str {
-        match self {
-            Fail::Mismatch => MISMATCH,
-            Fail::InvalidEtag => INVALID_ETAG,
-            Fail::Other(m) => m,
-        }
-    }
-
-    /// How the sidecar answers a failed single-shot operation
-    /// (`stateErrorResponse`): mismatch `Aborted`, invalid ETag
-    /// `InvalidArgument`, anything else `Internal`.
-    fn status(&self, context: &str) -> Status {
-        let message = format!("{context}: {}", self.message());
-        match self {
-            Fail::Mismatch => Status::aborted(message),
-            Fail::InvalidEtag => Status::invalid_argument(message),
-            Fail::Other(_) => Status::internal(message),
-        }
-    }
-}
-
-/// A write or delete, validated and keyed, ready to be checked and applied.
-#[derive(Debug)]
-struct Change {
-    key: String,
-    etag: Option<u64>,
-    first_write: bool,
-    /// `None` for a delete.
-    write: Option<(Vec<u8>, Option<Duration>)>,
-}
-
-fn parse_etag(etag: Option<&common::Etag>) -> Result<Option<u64>, Fail> {
-    match etag {
-        None => Ok(None),
-        Some(e) if e.value.is_empty() => Ok(None),
-        Some(e) => e.value.parse().map(Some).map_err(|_| Fail::InvalidEtag),
-    }
-}
-
-/// Dapr's `utils.ParseTTL`, then the in-memory component: a positive value
-/// expires, `0` and `-1` do not, anything else is an error.
-fn parse_ttl(metadata: &HashMap<String, String>) -> Result<Option<Duration>, Fail> {
-    let Some(raw) = metadata.get(TTL_KEY).filter(|v| !v.is_empty()) else { return Ok(None) };
-    let secs: i64 =
-        raw.parse().map_err(|e| Fail::Other(format!("incorrect value for metadata '{TTL_KEY}': {e}")))?;
-    if !(-1..=i64::from(i32::MAX)).contains(&secs) {
-        return Err(Fail::Other(format!("incorrect value for {TTL_KEY} {secs}")));
-    }
-    Ok((secs > 0).then(|| Duration::from_secs(secs.unsigned_abs())))
-}
-
-fn first_write(options: Option<&common::StateOptions>) -> bool {
-    options.is_some_and(|o| o.concurrency == StateConcurrency::ConcurrencyFirstWrite as i32)
-}
-
-/// Checks one condition against the key's live version.
-fn check(current: Option<u64>, change: &Change) -> Result<(), Fail> {
-    match change.etag {
-        Some(tag) if current != Some(tag) => Err(Fail::Mismatch),
-        None if change.first_write && current.is_some() => Err(Fail::Mismatch),
-        _ => Ok(()),
-    }
-}
-
-impl Store {
-    fn live(&self, key: &str, now: SystemTime) -> Option<&Item> {
-        self.items.get(key).filter(|i| i.live(now))
-    }
-
-    /// Checks every change, in order, against the state the earlier ones
-    /// leave behind; then applies them all. Nothing is applied on failure.
-    fn apply(&mut self, changes: Vec<Change>, version: &mut u64) -> Result<(), Fail> {
-        let now = SystemTime::now();
-        let mut overlay: HashMap<&str, Option<u64>> = HashMap::new();
-        let mut next = *version;
-        for change in &changes {
-            let current = match overlay.get(change.key.as_str()) {
-                Some(v) => *v,
-                None => self.live(&change.key, now).map(|i| i.version),
-            };
-            check(current, change)?;
-            let after = change.write.as_ref().map(|_| {
-                next += 1;
-                next
-            });
-            overlay.insert(&change.key, after);
-        }
-        drop(overlay);
-        self.items.retain(|_, i| i.live(now));
-        for change in changes {
-            match change.write {
-                Some((value, ttl)) => {
-                    *version += 1;
-                    let item = Item { value, version: *version, expires: ttl.map(|t| now + t) };
-                    self.items.insert(change.key, item);
-                }
-                None => {
-                    self.items.remove(&change.key);
-                }
-            }
-        }
-        Ok(())
-    }
-}
+use super::{
+    rules::{Change, Fail, Refused, stored_key},
+    storage::{Item, State},
+};
+use crate::API_TOKEN_HEADER;
 
 /// The service: state RPCs over [`State`], everything else `Unimplemented`.
 #[derive(Debug, Clone)]
@@ -279,35 +103,89 @@ impl Emulator {
         held.await.map_err(|e| Status::internal(format!("a held state call failed: {e}")))?
     }
 
-    /// `<app-id>||<key>`, refusing what Dapr's state loader refuses.
-    fn stored_key(&self, key: &str) -> Result<String, Status> {
-        if key.is_empty() {
-            return Err(Status::invalid_argument("key cannot be empty"));
-        }
-        if key.contains(SEPARATOR) {
-            return Err(Status::invalid_argument(format!(
-                "input key/keyPrefix '{key}' can't contain '{SEPARATOR}'"
-            )));
-        }
-        Ok(format!("{}{SEPARATOR}{key}", self.app_id))
-    }
-
-    /// Validates a state item into a change (`write` for a save).
-    fn change(&self, item: StateItem, write: bool) -> Result<Result<Change, Fail>, Status> {
-        let key = self.stored_key(&item.key)?;
-        let change = (|| {
-            let etag = parse_etag(item.etag.as_ref())?;
-            let write = if write { Some((item.value, parse_ttl(&item.metadata)?)) } else { None };
-            Ok(Change { key, etag, first_write: first_write(item.options.as_ref()), write })
-        })();
-        Ok(change)
-    }
-
     fn get_item(&self, store: &str, key: &str) -> Result<Option<Item>, Status> {
-        let key = self.stored_key(key)?;
+        let key = stored_key(&self.app_id, key)?;
         let mut state = self.state.lock();
         let store = state.store(store)?;
         Ok(store.live(&key, SystemTime::now()).cloned())
+    }
+
+    fn get_items(&self, store: &str, keys: Vec<String>) -> Result<Vec<rt::BulkStateItem>, Status> {
+        let stored = keys.iter().map(|k| stored_key(&self.app_id, k)).collect::<Result<Vec<_>, _>>()?;
+        let now = SystemTime::now();
+        let mut state = self.state.lock();
+        let store = state.store(store)?;
+        Ok(keys
+            .into_iter()
+            .zip(stored)
+            .map(|(key, stored)| match store.live(&stored, now) {
+                Some(i) => rt::BulkStateItem {
+                    key,
+                    data: i.value.clone(),
+                    etag: i.version.to_string(),
+                    error: String::new(),
+                    metadata: i.metadata(),
+                },
+                None => rt::BulkStateItem { key, ..Default::default() },
+            })
+            .collect())
+    }
+
+    /// A save (`write`) or delete of `items`, all or nothing; a failure
+    /// answered as by `SaveState`/`DeleteState`, after `context`.
+    fn apply(
+        &self,
+        store: &str,
+        items: Vec<StateItem>,
+        write: bool,
+        context: &str,
+    ) -> Result<Response<()>, Status> {
+        self.state.lock().store(store)?;
+        let changes = items
+            .into_iter()
+            .map(|item| Change::new(&self.app_id, item, write))
+            .collect::<Result<Vec<_>, Refused>>()
+            .map_err(|refused| refused.status(context))?;
+        self.state.lock().apply(store, changes, |fail| fail.status(context))?;
+        Ok(Response::new(()))
+    }
+
+    /// A transaction: a bad request is answered at once; anything else that
+    /// fails, checks included, is `Internal`, as Dapr answers.
+    fn transact(&self, req: rt::ExecuteStateTransactionRequest) -> Result<Response<()>, Status> {
+        self.state.lock().store(&req.store_name)?;
+        if !self.transactions {
+            return Err(Status::unimplemented(format!(
+                "state store {} doesn't support transactions",
+                req.store_name
+            )));
+        }
+        let mut changes = Vec::with_capacity(req.operations.len());
+        let mut failure = None;
+        for op in req.operations {
+            let write = match op.operation_type.as_str() {
+                "upsert" => true,
+                "delete" => false,
+                other => {
+                    return Err(Status::unimplemented(format!("operation type {other} not supported")));
+                }
+            };
+            let item = op
+                .request
+                .ok_or_else(|| Status::invalid_argument("transaction operation without request"))?;
+            match Change::new(&self.app_id, item, write) {
+                Ok(change) => changes.push(change),
+                Err(Refused::Request(status)) => return Err(status),
+                Err(Refused::Component(fail)) => failure = failure.or(Some(fail)),
+            }
+        }
+        let internal =
+            |f: Fail| Status::internal(format!("error while executing state transaction: {}", f.message()));
+        if let Some(fail) = failure {
+            return Err(internal(fail));
+        }
+        self.state.lock().apply(&req.store_name, changes, internal)?;
+        Ok(Response::new(()))
     }
 }
 
@@ -379,28 +257,7 @@ dapr_service! {
             request: Request<rt::GetBulkStateRequest>,
         ) -> Result<Response<rt::GetBulkStateResponse>, Status> {
             let req = self.receive(request)?;
-            let items = self.run(move |e| {
-                let keys = req.keys.iter().map(|k| e.stored_key(k)).collect::<Result<Vec<_>, _>>()?;
-                let now = SystemTime::now();
-                let mut state = e.state.lock();
-                let store = state.store(&req.store_name)?;
-                Ok(req
-                    .keys
-                    .into_iter()
-                    .zip(keys)
-                    .map(|(key, stored)| match store.live(&stored, now) {
-                        Some(i) => rt::BulkStateItem {
-                            key,
-                            data: i.value.clone(),
-                            etag: i.version.to_string(),
-                            error: String::new(),
-                            metadata: i.metadata(),
-                        },
-                        None => rt::BulkStateItem { key, ..Default::default() },
-                    })
-                    .collect())
-            })
-            .await?;
+            let items = self.run(move |e| e.get_items(&req.store_name, req.keys)).await?;
             self.send(rt::GetBulkStateResponse { items })
         }
 
@@ -408,18 +265,7 @@ dapr_service! {
             let req = self.receive(request)?;
             self.run(move |e| {
                 let context = format!("failed saving state in state store {}", req.store_name);
-                e.state.lock().store(&req.store_name)?;
-                let changes = req
-                    .states
-                    .into_iter()
-                    .map(|item| e.change(item, true))
-                    .collect::<Result<Result<Vec<_>, Fail>, Status>>()?
-                    .map_err(|f| f.status(&context))?;
-                let mut state = e.state.lock();
-                let State { stores, version } = &mut *state;
-                let store = stores.get_mut(&req.store_name).ok_or_else(|| Status::internal("store vanished"))?;
-                store.apply(changes, version).map_err(|f| f.status(&context))?;
-                Ok(Response::new(()))
+                e.apply(&req.store_name, req.states, true, &context)
             })
             .await
         }
@@ -429,7 +275,7 @@ dapr_service! {
             self.run(move |e| {
                 let context = format!("failed deleting state with key {}", req.key);
                 let item = StateItem { key: req.key, etag: req.etag, options: req.options, ..Default::default() };
-                e.delete(&req.store_name, vec![item], &context)
+                e.apply(&req.store_name, vec![item], false, &context)
             })
             .await
         }
@@ -441,7 +287,7 @@ dapr_service! {
             let req = self.receive(request)?;
             self.run(move |e| {
                 let context = format!("failed deleting state in state store {}", req.store_name);
-                e.delete(&req.store_name, req.states, &context)
+                e.apply(&req.store_name, req.states, false, &context)
             })
             .await
         }
@@ -536,85 +382,4 @@ dapr_service! {
     get_vectors_alpha1(rt::GetVectorsRequestAlpha1) -> rt::GetVectorsResponseAlpha1;
     query_vectors_alpha1(rt::QueryVectorsRequestAlpha1) -> rt::QueryVectorsResponseAlpha1;
     batch_query_vectors_alpha1(rt::BatchQueryVectorsRequestAlpha1) -> rt::BatchQueryVectorsResponseAlpha1;
-}
-
-impl Emulator {
-    fn transact(&self, req: rt::ExecuteStateTransactionRequest) -> Result<Response<()>, Status> {
-        self.state.lock().store(&req.store_name)?;
-        if !self.transactions {
-            return Err(Status::unimplemented(format!(
-                "state store {} doesn't support transactions",
-                req.store_name
-            )));
-        }
-        let mut changes = Vec::with_capacity(req.operations.len());
-        let mut failure = None;
-        for op in req.operations {
-            let write = match op.operation_type.as_str() {
-                "upsert" => true,
-                "delete" => false,
-                other => {
-                    return Err(Status::unimplemented(format!("operation type {other} not supported")));
-                }
-            };
-            let item = op
-                .request
-                .ok_or_else(|| Status::invalid_argument("transaction operation without request"))?;
-            match self.change(item, write)? {
-                Ok(change) => changes.push(change),
-                Err(f) => failure = failure.or(Some(f)),
-            }
-        }
-        let internal =
-            |f: Fail| Status::internal(format!("error while executing state transaction: {}", f.message()));
-        if let Some(f) = failure {
-            return Err(internal(f));
-        }
-        let mut state = self.state.lock();
-        let State { stores, version } = &mut *state;
-        let store = stores.get_mut(&req.store_name).ok_or_else(|| Status::internal("store vanished"))?;
-        store.apply(changes, version).map_err(internal)?;
-        Ok(Response::new(()))
-    }
-
-    fn delete(&self, store: &str, items: Vec<StateItem>, context: &str) -> Result<Response<()>, Status> {
-        self.state.lock().store(store)?;
-        let changes = items
-            .into_iter()
-            .map(|item| self.change(item, false))
-            .collect::<Result<Result<Vec<_>, Fail>, Status>>()?
-            .map_err(|f| f.status(context))?;
-        let mut state = self.state.lock();
-        let State { stores, version } = &mut *state;
-        let store = stores.get_mut(store).ok_or_else(|| Status::internal("store vanished"))?;
-        store.apply(changes, version).map_err(|f| f.status(context))?;
-        Ok(Response::new(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_parsing_follows_dapr() {
-        let md = |v: &str| HashMap::from([(TTL_KEY.to_string(), v.to_string())]);
-        assert_eq!(parse_ttl(&HashMap::new()).unwrap(), None);
-        assert_eq!(parse_ttl(&md("")).unwrap(), None);
-        assert_eq!(parse_ttl(&md("-1")).unwrap(), None);
-        assert_eq!(parse_ttl(&md("0")).unwrap(), None);
-        assert_eq!(parse_ttl(&md("5")).unwrap(), Some(Duration::from_secs(5)));
-        for bad in ["1.5", "abc", "-2", "2147483648", " 1"] {
-            assert!(parse_ttl(&md(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn etags_are_decimal_versions() {
-        let e = |v: &str| common::Etag { value: v.into() };
-        assert_eq!(parse_etag(None).unwrap(), None);
-        assert_eq!(parse_etag(Some(&e(""))).unwrap(), None);
-        assert_eq!(parse_etag(Some(&e("42"))).unwrap(), Some(42));
-        assert!(matches!(parse_etag(Some(&e("W/\"x\""))), Err(Fail::InvalidEtag)));
-    }
 }

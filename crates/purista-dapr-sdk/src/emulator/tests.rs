@@ -48,13 +48,31 @@ async fn a_killed_sidecar_restarts_on_the_same_address_with_its_data() {
     sidecar.kill().await;
     let err = store.get::<i64>("k").await.expect_err("the sidecar is gone");
     assert!(matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{err:?}");
-    // (Not "nothing listens on addr": the freed port may go to a listener
-    // another test binds to port 0 meanwhile.)
-    sidecar.restart().await.unwrap();
+    // Nothing listens, but the port is held: no listener bound to port 0
+    // by another test meanwhile can take it.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "refused while down");
+    sidecar.restart().await.expect("restart on the held port");
     assert_eq!(sidecar.addr(), addr);
     // The store's channel reconnects on its own.
     eventually("the store reconnects", async || store.get::<i64>("k").await.is_ok()).await;
     assert_eq!(store.get::<i64>("k").await.unwrap(), Some(1));
     store.set("k", &2).await.unwrap();
     assert_eq!(store.get::<i64>("k").await.unwrap(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_finds_its_port_taken_fails_at_once_naming_it() {
+    let mut sidecar = Sidecar::start().await.unwrap();
+    let addr = sidecar.addr();
+    sidecar.kill().await;
+    // Only a listener bound to this very address can take the held port.
+    let taken = tokio::net::TcpListener::bind(addr).await.expect("take the port");
+    let err = tokio::time::timeout(WAIT, sidecar.restart()).await.expect("no hang").expect_err("port taken");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "names the address: {err}");
+    drop(taken);
+    sidecar.restart().await.expect("the port is free again");
+    let store = store(&sidecar).await;
+    store.set("k", &1).await.unwrap();
+    assert_eq!(sidecar.stored_keys("statestore"), ["emulator||k"]);
 }
