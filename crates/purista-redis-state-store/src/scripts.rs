@@ -8,7 +8,14 @@
 
 use std::sync::LazyLock;
 
-use purista_core::ETag;
+use fred::{
+    clients::Client,
+    interfaces::LuaInterface,
+    types::{Key, Value},
+};
+use purista_core::{ETag, Result};
+
+use crate::{RedisStateStore, error, replicas};
 
 /// A Lua script and its SHA-1, for `EVALSHA` with an `EVAL` fallback.
 #[derive(Debug)]
@@ -20,6 +27,49 @@ pub(crate) struct Script {
 impl Script {
     fn new(src: &'static str) -> Self {
         Script { src, sha: sha1_smol::Sha1::from(src).digest().to_string() }
+    }
+}
+
+/// Runs a script by SHA, loading it with `EVAL` when the server lacks it.
+pub(crate) async fn run(
+    store: &RedisStateStore,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+) -> Result<Value> {
+    run_on(store, store.pool().next(), script, keys, args).await
+}
+
+/// Runs a writing script; when it wrote (`wrote`) and the store waits for
+/// replicas, `WAIT`s on the same connection.
+pub(crate) async fn run_write(
+    store: &RedisStateStore,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+    wrote: fn(&Value) -> bool,
+) -> Result<Value> {
+    let client = store.pool().next();
+    let reply = run_on(store, client, script, keys, args).await?;
+    if wrote(&reply) {
+        replicas::after_write(store, client).await?;
+    }
+    Ok(reply)
+}
+
+async fn run_on(
+    store: &RedisStateStore,
+    client: &Client,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+) -> Result<Value> {
+    let first = client.evalsha::<Value, _, _, _>(script.sha.as_str(), keys.clone(), args.clone()).await;
+    match first {
+        Err(e) if error::is_noscript(&e) => {
+            client.eval::<Value, _, _, _>(script.src, keys, args).await.map_err(|e| store.err(e, "EVAL"))
+        }
+        other => other.map_err(|e| store.err(e, "EVALSHA")),
     }
 }
 

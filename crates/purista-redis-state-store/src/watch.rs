@@ -16,8 +16,8 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
@@ -37,7 +37,7 @@ use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind, WatchS
 use tokio::sync::{broadcast, mpsc, oneshot, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{RedisStateStore, escape_glob, scripts::VALUE_CHANNEL};
+use crate::{RedisStateStore, list::escape_glob, scripts::VALUE_CHANNEL};
 
 /// Slot ranges a Cluster node owns.
 type SlotRanges = Vec<(u16, u16)>;
@@ -94,7 +94,7 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
         stop,
     };
     let base = store.pool().next();
-    if store.cluster() {
+    if store.is_cluster() {
         let primaries = primaries(base).ok_or_else(|| {
             let msg = format!("redis at {} has no known cluster state", store.target().address);
             Error::new(ErrorKind::Unavailable, msg)
@@ -536,11 +536,8 @@ impl Node {
     fn read(&mut self, key: String, removed: bool) {
         let store = self.store.clone();
         self.out.push_back(Box::pin(async move {
-            match store.get_raw(&key).await {
-                Ok(Some(bytes)) => Some(Ok(WatchEvent {
-                    key,
-                    kind: WatchKind::Set { etag: None, value: Json::from_stored(bytes) },
-                })),
+            match crate::entries::get_value(&store, &key).await {
+                Ok(Some(value)) => Some(Ok(WatchEvent { key, kind: WatchKind::Set { etag: None, value } })),
                 Ok(None) if removed => Some(Ok(WatchEvent { key, kind: WatchKind::Removed })),
                 Ok(None) => None,
                 Err(e) => Some(Err(e.with_key(key))),
@@ -603,4 +600,51 @@ async fn ensure_notifications<C: ConfigInterface>(store: &RedisStateStore, clien
         .config_set("notify-keyspace-events", wanted.as_str())
         .await
         .map_err(|e| store.target().with_source(Error::unsupported(how), e))
+}
+
+/// What the store knows about watchers, to let upserts without TTL be one
+/// `MSET` (over 10 times cheaper for the server than the script) when nobody
+/// needs the value published.
+#[derive(Debug, Default)]
+pub(crate) struct Watchers {
+    /// This process watches through this store: always publish.
+    local: AtomicBool,
+    /// Someone holds a pattern subscription (`PUBSUB NUMPAT > 0`), as of
+    /// `checked` (ms since `since`; 0 = never).
+    remote: AtomicBool,
+    checked: AtomicU64,
+    since: OnceLock<Instant>,
+}
+
+/// How stale the `PUBSUB NUMPAT` answer may be. A watcher in another process
+/// started within this window sees this store's upserts the way it sees any
+/// other client's writes (keyspace notification, then `GET`).
+const WATCHERS_REFRESH: Duration = Duration::from_millis(500);
+
+impl Watchers {
+    /// From now on every write of this process publishes its value.
+    pub(crate) fn watching_here(&self) {
+        self.local.store(true, Relaxed);
+    }
+
+    /// Whether a write must publish its value for watchers: always in
+    /// Cluster (pattern subscriptions are per node) or when this process
+    /// watches, else when the server reported pattern subscribers at most
+    /// [`WATCHERS_REFRESH`] ago.
+    pub(crate) async fn any(&self, store: &RedisStateStore) -> bool {
+        if store.is_cluster() || self.local.load(Relaxed) {
+            return true;
+        }
+        let since = *self.since.get_or_init(Instant::now);
+        let now = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let checked = self.checked.load(Relaxed);
+        if checked != 0 && now - checked.min(now) < WATCHERS_REFRESH.as_millis() as u64 {
+            return self.remote.load(Relaxed);
+        }
+        self.checked.store(now, Relaxed);
+        // When the answer cannot be had, publish: correct, only slower.
+        let remote = store.pool().next().pubsub_numpat::<i64>().await.map_or(true, |n| n > 0);
+        self.remote.store(remote, Relaxed);
+        remote
+    }
 }
