@@ -181,8 +181,8 @@ return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2])}"#,
 /// Every condition is checked against the state the earlier steps leave
 /// behind before anything is written: all or nothing. An ETag never matches
 /// a key an earlier step wrote or removed (no caller can hold the ETag of a
-/// write not yet made). Returns 0 when applied, or `{step, reason}` (1-based)
-/// for the first failed condition.
+/// write not yet made). Returns 0 when applied, or `{step, kind}` (step
+/// 1-based) for the first failed condition.
 pub(crate) static TRANSACTION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_matches!(),
@@ -194,9 +194,9 @@ for i = 1, steps do
   local kind = ARGV[b + 1]
   local done = written[k]
   if kind == 'C' then
-    if done or (done == nil and redis.call('EXISTS', k) == 1) then return {i, 'key already exists'} end
+    if done or (done == nil and redis.call('EXISTS', k) == 1) then return {i, kind} end
   elseif kind == 'U' or kind == 'E' then
-    if done ~= nil or not matches(k, v, ARGV[b + 2]) then return {i, 'etag does not match'} end
+    if done ~= nil or not matches(k, v, ARGV[b + 2]) then return {i, kind} end
   end
   written[k] = not (kind == 'D' or kind == 'E')
 end

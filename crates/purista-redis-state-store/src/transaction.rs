@@ -39,9 +39,12 @@ pub(crate) async fn apply(store: &RedisStateStore, ops: Vec<Op>) -> Result<()> {
     match scripts::run_write(store, &TRANSACTION, keys, args, |v| !matches!(v, Value::Array(_))).await? {
         Value::Array(parts) => {
             let step = parts.first().and_then(Value::as_i64).unwrap_or(0);
-            let reason = parts.get(1).and_then(|v| v.as_string()).unwrap_or_else(|| "conflict".into());
             let key = usize::try_from(step - 1).ok().and_then(|i| ops.get(i)).map_or("", |op| op.key());
-            Err(Error::conflict(key, reason))
+            // The failed step's kind: a create found a value, else an ETag did not match.
+            match parts.get(1).and_then(Value::as_str).as_deref() {
+                Some("C") => Err(Error::already_exists(key)),
+                _ => Err(Error::etag_mismatch(key)),
+            }
         }
         _ => Ok(()),
     }
