@@ -8,7 +8,14 @@
 
 use std::sync::LazyLock;
 
-use purista_core::ETag;
+use fred::{
+    clients::Client,
+    interfaces::LuaInterface,
+    types::{Key, Value},
+};
+use purista_core::{ETag, Result};
+
+use crate::{RedisStateStore, error, replicas};
 
 /// A Lua script and its SHA-1, for `EVALSHA` with an `EVAL` fallback.
 #[derive(Debug)]
@@ -20,6 +27,49 @@ pub(crate) struct Script {
 impl Script {
     fn new(src: &'static str) -> Self {
         Script { src, sha: sha1_smol::Sha1::from(src).digest().to_string() }
+    }
+}
+
+/// Runs a script by SHA, loading it with `EVAL` when the server lacks it.
+pub(crate) async fn run(
+    store: &RedisStateStore,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+) -> Result<Value> {
+    run_on(store, store.pool().next(), script, keys, args).await
+}
+
+/// Runs a writing script; when it wrote (`wrote`) and the store waits for
+/// replicas, `WAIT`s on the same connection.
+pub(crate) async fn run_write(
+    store: &RedisStateStore,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+    wrote: fn(&Value) -> bool,
+) -> Result<Value> {
+    let client = store.pool().next();
+    let reply = run_on(store, client, script, keys, args).await?;
+    if wrote(&reply) {
+        replicas::after_write(store, client).await?;
+    }
+    Ok(reply)
+}
+
+async fn run_on(
+    store: &RedisStateStore,
+    client: &Client,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+) -> Result<Value> {
+    let first = client.evalsha::<Value, _, _, _>(script.sha.as_str(), keys.clone(), args.clone()).await;
+    match first {
+        Err(e) if error::is_noscript(&e) => {
+            client.eval::<Value, _, _, _>(script.src, keys, args).await.map_err(|e| store.err(e, "EVAL"))
+        }
+        other => other.map_err(|e| store.err(e, "EVALSHA")),
     }
 }
 
@@ -131,8 +181,8 @@ return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2])}"#,
 /// Every condition is checked against the state the earlier steps leave
 /// behind before anything is written: all or nothing. An ETag never matches
 /// a key an earlier step wrote or removed (no caller can hold the ETag of a
-/// write not yet made). Returns 0 when applied, or `{step, reason}` (1-based)
-/// for the first failed condition.
+/// write not yet made). Returns 0 when applied, or `{step, kind}` (step
+/// 1-based) for the first failed condition.
 pub(crate) static TRANSACTION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_matches!(),
@@ -144,9 +194,9 @@ for i = 1, steps do
   local kind = ARGV[b + 1]
   local done = written[k]
   if kind == 'C' then
-    if done or (done == nil and redis.call('EXISTS', k) == 1) then return {i, 'key already exists'} end
+    if done or (done == nil and redis.call('EXISTS', k) == 1) then return {i, kind} end
   elseif kind == 'U' or kind == 'E' then
-    if done ~= nil or not matches(k, v, ARGV[b + 2]) then return {i, 'etag does not match'} end
+    if done ~= nil or not matches(k, v, ARGV[b + 2]) then return {i, kind} end
   end
   written[k] = not (kind == 'D' or kind == 'E')
 end

@@ -1,0 +1,176 @@
+//! `watch` on keyspace notifications: one subscriber connection per node
+//! (every primary in Cluster mode, followed as the topology changes),
+//! re-subscribed by fred after reconnects.
+//!
+//! A watcher converges: the last event it yields for a key matches the key's
+//! final state, and it loses nothing unless it yields an error saying so.
+//! Keyspace notifications (every writer, expiry) and the values this crate's
+//! writes publish come on two fred channels, so their order is lost; the
+//! notifications decide the order and the published values are only looked
+//! up for them (a write's `PUBLISH` comes right before its notification;
+//! fred hands the value over first, so every value handed over so far is
+//! taken before a notification is).
+//!
+//! Here: subscribing. `node`: one node's events, in order. `stream`:
+//! handing them to a consumer that may be slow. `topology`: following the
+//! Cluster's primaries. `notifications`: switching keyspace notifications
+//! on. `watchers`: whether writes must publish their values.
+
+use std::{collections::HashMap, sync::Arc};
+
+use fred::{
+    clients::{Client, SubscriberClient},
+    interfaces::{ClientLike, EventInterface, PubsubInterface},
+    types::{
+        Value,
+        config::{Config, PerformanceConfig},
+    },
+};
+use purista_core::{Error, ErrorKind, Result, WatchEvent, WatchStream};
+use tokio::sync::{mpsc, oneshot, watch as signal};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{RedisStateStore, list::escape_glob, scripts::VALUE_CHANNEL};
+
+mod node;
+mod notifications;
+mod stream;
+mod topology;
+mod watchers;
+
+pub(crate) use watchers::Watchers;
+
+use self::{
+    node::{Channels, Node},
+    topology::{Owned, SlotRanges, node_config, primaries},
+};
+
+/// Messages fred queues for a watcher between two of its turns (fred's
+/// default, 32, is less than one transaction of 16 writes sends).
+const BROADCAST: usize = 1024;
+
+/// The watchers of one store (its connections), stopped together by `close`.
+#[derive(Debug)]
+pub(crate) struct Watches {
+    stop: signal::Sender<bool>,
+}
+
+impl Default for Watches {
+    fn default() -> Self {
+        Watches { stop: signal::channel(false).0 }
+    }
+}
+
+impl Watches {
+    /// Stops every watcher: each quits its connections and ends its stream.
+    pub(crate) fn close(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<WatchStream> {
+    let stop = store.watches().stop.subscribe();
+    if *stop.borrow() {
+        let msg = format!("redis at {}: the store was destroyed", store.target().address);
+        return Err(Error::new(ErrorKind::Unavailable, msg));
+    }
+    let escaped = escape_glob(prefix);
+    let db = store.db();
+    let (tx, rx) = mpsc::channel(stream::CHANNEL);
+    let watch = Watch {
+        store: store.detached(),
+        patterns: vec![format!("__keyspace@{db}__:{escaped}*"), format!("{VALUE_CHANNEL}{db}__:{escaped}*")],
+        tx,
+        stop,
+    };
+    let base = store.pool().next();
+    if store.is_cluster() {
+        let primaries = primaries(base).ok_or_else(|| {
+            let msg = format!("redis at {} has no known cluster state", store.target().address);
+            Error::new(ErrorKind::Unavailable, msg)
+        })?;
+        let mut nodes = HashMap::with_capacity(primaries.len());
+        for (server, slots) in primaries {
+            // On failure, dropping `nodes` stops the nodes already started.
+            let node = watch.start(node_config(base, &server), Some(slots)).await?;
+            nodes.insert(server, node);
+        }
+        // The topology is asked for on a client of the watcher's own, with
+        // fred's default retries (its commands only read): the store's
+        // clients fail a command on its first redirection.
+        let topology =
+            Client::new(base.client_config(), Some(base.perf_config()), None, base.client_reconnect_policy());
+        topology.init().await.map_err(|e| store.target().error(e, "connecting the topology follower"))?;
+        tokio::spawn(watch.follow(topology, nodes));
+    } else {
+        // Runs until the stream is dropped or the store destroyed.
+        let _ = watch.start(base.client_config(), None).await?;
+    }
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// What every node of one `watch` call shares.
+#[derive(Clone)]
+struct Watch {
+    store: RedisStateStore,
+    patterns: Vec<String>,
+    tx: mpsc::Sender<Result<WatchEvent>>,
+    stop: signal::Receiver<bool>,
+}
+
+/// A running node watcher; dropping it stops a Cluster node (the follower
+/// holds them).
+struct NodeHandle {
+    owned: Option<Arc<Owned>>,
+    _retire: Option<oneshot::Sender<()>>,
+}
+
+impl Watch {
+    /// Connects a subscriber to one node, makes sure notifications are on,
+    /// subscribes, and starts its task.
+    async fn start(&self, config: Config, slots: Option<SlotRanges>) -> Result<NodeHandle> {
+        let base = self.store.pool().next();
+        let perf = PerformanceConfig { broadcast_channel_capacity: BROADCAST, ..base.perf_config() };
+        let sub = SubscriberClient::new(
+            config.clone(),
+            Some(perf),
+            Some(base.connection_config().clone()),
+            base.client_reconnect_policy(),
+        );
+        let target = self.store.target();
+        let opened = async {
+            sub.init().await.map_err(|e| target.error(e, "connecting the watcher"))?;
+            notifications::ensure(&self.store, &sub).await?;
+            drop(sub.manage_subscriptions()); // runs detached until the client quits
+            let receivers = (sub.keyspace_event_rx(), sub.message_rx());
+            // One PSUBSCRIBE for both patterns: no write falls between them.
+            sub.psubscribe(self.patterns.clone()).await.map_err(|e| target.error(e, "PSUBSCRIBE"))?;
+            // fred resolves PSUBSCRIBE without waiting for the server's
+            // confirmation (it drops it); a PING answered on the same
+            // connection proves the server has subscribed, so a write made
+            // once `watch` returns is seen.
+            sub.ping::<Value>(None).await.map_err(|e| target.error(e, "PING after PSUBSCRIBE"))?;
+            // Made after the first connection, so it hears only reconnections.
+            Ok::<_, Error>((receivers.0, receivers.1, sub.reconnect_rx()))
+        };
+        let (keyspace, values, reconnects) = match opened.await {
+            Ok(receivers) => receivers,
+            Err(e) => {
+                let _ = sub.quit().await;
+                return Err(e);
+            }
+        };
+        let owned = slots.map(|slots| Arc::new(Owned::new(slots)));
+        let (retire_tx, retire) = match owned {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let node = Node::new(self.store.clone(), config, owned.clone(), self.tx.clone());
+        let channels = Channels { keyspace, values, reconnects, retire, stop: self.stop.clone() };
+        tokio::spawn(node.run(sub, channels));
+        Ok(NodeHandle { owned, _retire: retire_tx })
+    }
+}

@@ -1,0 +1,284 @@
+//! The watcher of one node: keyspace notifications in the order Redis
+//! applied the changes, each matched with the value a write of this crate
+//! published for it, or else read from the server.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use fred::{
+    clients::SubscriberClient,
+    interfaces::ClientLike,
+    types::{
+        KeyspaceEvent, Message,
+        config::{Config, Server},
+    },
+};
+use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind};
+use tokio::sync::{broadcast, mpsc, oneshot, watch as signal};
+
+use super::{
+    notifications,
+    stream::{Outbox, fell_behind},
+    topology::Owned,
+};
+use crate::{RedisStateStore, entries, etag, scripts::VALUE_CHANNEL};
+
+/// A published value not claimed by its notification within this time
+/// belongs to none (its write failed after publishing): dropped.
+const UNCLAIMED: Duration = Duration::from_secs(10);
+
+/// What a node task listens to.
+pub(super) struct Channels {
+    pub(super) keyspace: broadcast::Receiver<KeyspaceEvent>,
+    pub(super) values: broadcast::Receiver<Message>,
+    pub(super) reconnects: broadcast::Receiver<Server>,
+    pub(super) retire: Option<oneshot::Receiver<()>>,
+    pub(super) stop: signal::Receiver<bool>,
+}
+
+/// Resolves once the store's watchers are told to stop.
+pub(super) async fn stopped(stop: &mut signal::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: dropped at once.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Resolves when a Cluster node's handle is dropped (never for others).
+async fn retired(retire: &mut Option<oneshot::Receiver<()>>) {
+    match retire {
+        Some(r) => {
+            let _ = r.await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A change a write of this crate published, waiting for its notification.
+enum Published {
+    Set(Bytes),
+    Removed,
+}
+
+/// The watcher of one node.
+pub(super) struct Node {
+    store: RedisStateStore,
+    config: Config,
+    db: u8,
+    /// Slot ranges this node owns (Cluster mode), to take each published
+    /// value from one node only (PUBLISH reaches every node).
+    owned: Option<Arc<Owned>>,
+    generation: u64,
+    tx: mpsc::Sender<Result<WatchEvent>>,
+    /// Published changes per key, oldest first, not yet claimed by their
+    /// notification.
+    published: HashMap<String, VecDeque<(Instant, Published)>>,
+    outbox: Outbox,
+}
+
+impl Node {
+    pub(super) fn new(
+        store: RedisStateStore,
+        config: Config,
+        owned: Option<Arc<Owned>>,
+        tx: mpsc::Sender<Result<WatchEvent>>,
+    ) -> Self {
+        Node {
+            db: store.db(),
+            store,
+            config,
+            owned,
+            generation: 0,
+            outbox: Outbox::new(tx.clone()),
+            tx,
+            published: HashMap::new(),
+        }
+    }
+
+    /// Takes fred's messages as soon as they come (so that its channels do
+    /// not overflow) and hands events over as the consumer takes them.
+    pub(super) async fn run(mut self, sub: SubscriberClient, mut ch: Channels) {
+        let mut retire = ch.retire.take();
+        // Waiting for the consumer to leave borrows the sender: not `self`'s,
+        // which the handlers change.
+        let tx = self.tx.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = tx.closed() => break,
+                _ = stopped(&mut ch.stop) => break,
+                _ = retired(&mut retire) => break,
+                // First: what arrives after a reconnection is reported after the gap.
+                r = ch.reconnects.recv() => match r {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    r => self.on_reconnect(r.ok()).await,
+                },
+                // Values before notifications (cheaper to hold than to read).
+                m = ch.values.recv() => match m {
+                    Ok(m) => self.on_value(m),
+                    Err(broadcast::error::RecvError::Lagged(n)) => self.lost(n, &mut ch.values),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                e = ch.keyspace.recv() => match e {
+                    Ok(e) => {
+                        // fred's reader (another thread) may have handed
+                        // over this write's value and its notification
+                        // since the values channel was found empty above:
+                        // the value is taken first, so that the
+                        // notification claims it.
+                        if !self.take_values(&mut ch.values) {
+                            break;
+                        }
+                        self.on_keyspace(e);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => self.lost(n, &mut ch.values),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                more = self.outbox.advance(), if self.outbox.busy() => {
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sub.quit().await;
+    }
+
+    /// Takes every value fred has handed over so far. fred hands a write's
+    /// value over before its notification, so once a notification is
+    /// received its value is in the channel. False once fred closed it.
+    fn take_values(&mut self, values: &mut broadcast::Receiver<Message>) -> bool {
+        loop {
+            match values.try_recv() {
+                Ok(m) => self.on_value(m),
+                Err(broadcast::error::TryRecvError::Empty) => return true,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost(n, values),
+                Err(broadcast::error::TryRecvError::Closed) => return false,
+            }
+        }
+    }
+
+    /// fred's channel overflowed: events were lost; say so, and start
+    /// clean. Published values still queued may belong to notifications that
+    /// were lost: dropped, so that none is taken for a later write (that
+    /// write is read instead).
+    fn lost(&mut self, n: u64, values: &mut broadcast::Receiver<Message>) {
+        self.published.clear();
+        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = values.try_recv() {}
+        self.outbox.push(Err(fell_behind(n)));
+    }
+
+    /// The consumer is too far behind: the outbox dropped what it held, and
+    /// the values waiting for their notifications go too.
+    fn check_held(&mut self) {
+        if self.outbox.overflowed() {
+            self.published.clear();
+        }
+    }
+
+    /// Pub/sub keeps nothing for a connection that is gone: say that changes
+    /// may have been missed, so that the watcher can read afresh, and forget
+    /// the values still expected from before. A restarted server may have
+    /// notifications off again: switched on.
+    async fn on_reconnect(&mut self, server: Option<Server>) {
+        self.published.clear();
+        let server = server.map_or_else(|| "the server".to_owned(), |s| s.to_string());
+        let mut msg = format!(
+            "watch: the connection to {server} was re-established; changes made while it was down were not seen"
+        );
+        if let Err(e) = notifications::renew(&self.store, self.config.clone()).await {
+            msg = format!("{msg}; {e}");
+        }
+        self.outbox.push(Err(Error::new(ErrorKind::Unavailable, msg)));
+    }
+
+    /// Forgets published values when the Cluster topology changed.
+    fn check_generation(&mut self) {
+        if let Some(owned) = &self.owned {
+            let now = owned.generation();
+            if now != self.generation {
+                self.generation = now;
+                self.published.clear();
+            }
+        }
+    }
+
+    fn on_value(&mut self, message: Message) {
+        self.check_generation();
+        let head = format!("{VALUE_CHANNEL}{}__:", self.db);
+        let Some(key) = message.channel.strip_prefix(head.as_str()) else { return };
+        if let Some(owned) = &self.owned
+            && !owned.has(fred::util::redis_keyslot(key.as_bytes()))
+        {
+            return;
+        }
+        let Some(bytes) = message.value.into_bytes() else { return };
+        let change = match bytes.first() {
+            Some(b's') => Published::Set(bytes.slice(1..)),
+            Some(b'd') => Published::Removed,
+            _ => return,
+        };
+        self.published.entry(key.to_owned()).or_default().push_back((Instant::now(), change));
+    }
+
+    /// The published change at the front for `key`, when `matches` it
+    /// (dropping values nobody claimed in time).
+    fn claim(&mut self, key: &str, matches: fn(&Published) -> bool) -> Option<Published> {
+        let queue = self.published.get_mut(key)?;
+        while queue.front().is_some_and(|(at, _)| at.elapsed() > UNCLAIMED) {
+            queue.pop_front();
+        }
+        let claimed = if queue.front().is_some_and(|(_, p)| matches(p)) { queue.pop_front() } else { None };
+        if queue.is_empty() {
+            self.published.remove(key);
+        }
+        claimed.map(|(_, p)| p)
+    }
+
+    fn on_keyspace(&mut self, event: KeyspaceEvent) {
+        self.check_generation();
+        // The ETag bookkeeping keys are the store's own, never reported.
+        let Some(key) = event.key.into_string().filter(|k| !etag::is_version_key(k)) else { return };
+        let kind = match event.operation.as_str() {
+            "set" => match self.claim(&key, |p| matches!(p, Published::Set(_))) {
+                Some(Published::Set(value)) => WatchKind::Set { etag: None, value: Json::from_stored(value) },
+                _ => return self.read(key, false),
+            },
+            // Other writers' commands that leave a string value.
+            "setrange" | "incrby" | "incrbyfloat" | "append" | "restore" | "rename_to" | "copy_to"
+            | "move_to" => {
+                return self.read(key, false);
+            }
+            "del" => match self.claim(&key, |p| matches!(p, Published::Removed)) {
+                Some(_) => WatchKind::Removed,
+                // In Cluster a key moving to another node is deleted here
+                // after it arrived there: whether it is gone is read.
+                None if self.owned.is_some() => return self.read(key, true),
+                None => WatchKind::Removed,
+            },
+            "evicted" | "rename_from" | "move_from" => WatchKind::Removed,
+            "expired" => WatchKind::Expired,
+            _ => return,
+        };
+        self.outbox.push(Ok(WatchEvent { key, kind }));
+        self.check_held();
+    }
+
+    /// Reads the key's value now (a write of another client, or a remove in
+    /// Cluster). A value gone again by then is reported by the removal's own
+    /// notification, which follows, unless `removed`: then it is this one.
+    fn read(&mut self, key: String, removed: bool) {
+        let store = self.store.clone();
+        self.outbox.push_pending(Box::pin(async move {
+            match entries::get_value(&store, &key).await {
+                Ok(Some(value)) => Some(Ok(WatchEvent { key, kind: WatchKind::Set { etag: None, value } })),
+                Ok(None) if removed => Some(Ok(WatchEvent { key, kind: WatchKind::Removed })),
+                Ok(None) => None,
+                Err(e) => Some(Err(e.with_key(key))),
+            }
+        }));
+        self.check_held();
+    }
+}
