@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use dapr::dapr::proto::runtime::v1::{ExecuteStateTransactionRequest, TransactionalStateOperation};
-use purista_core::{ETag, Error, ErrorKind, Op, PutMode, Result};
+use purista_core::{
+    Error, ErrorKind, Op, PutMode, Result,
+    backend::{Holds, check_steps},
+};
 use tonic::{Code, Status};
 
 use crate::{
@@ -64,8 +67,14 @@ impl DaprStateStore {
             _ => {}
         }
         let etags = self.read_etags(&conditioned).await.ok()?;
-        let held = conditioned.into_iter().zip(etags).map(|(key, etag)| (key, Held::read(etag))).collect();
-        first_conflict(ops, held).map(str::to_string)
+        let stored: HashMap<&str, Option<String>> = conditioned.into_iter().zip(etags).collect();
+        let conflict = check_steps(ops, |key| match stored.get(key) {
+            Some(Some(etag)) => Holds::Tag(etag.clone()),
+            Some(None) => Holds::Absent,
+            // No step on this key has a condition.
+            None => Holds::Unjudged,
+        });
+        conflict.err()?.key().map(str::to_string)
     }
 }
 
@@ -84,87 +93,5 @@ fn has_condition(op: &Op) -> bool {
     match op {
         Op::Put { options, .. } => options.mode != PutMode::Upsert,
         Op::Remove { etag, .. } => etag.is_some(),
-    }
-}
-
-/// What a key holds at a step of the replay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Held {
-    /// Nothing.
-    Absent,
-    /// A value under this ETag.
-    At(String),
-    /// A value an earlier step wrote, under an ETag only the store knows.
-    Written,
-}
-
-impl Held {
-    fn read(etag: Option<String>) -> Held {
-        etag.map_or(Held::Absent, Held::At)
-    }
-
-    fn is_at(&self, etag: &ETag) -> bool {
-        matches!(self, Held::At(t) if t == etag.as_str())
-    }
-}
-
-/// The first step whose condition fails against what the earlier steps
-/// leave, starting from `held` (every key a condition is on; a step on
-/// another key has no condition, so it cannot fail).
-fn first_conflict<'a>(ops: &'a [Op], mut held: HashMap<&str, Held>) -> Option<&'a str> {
-    for op in ops {
-        let Some(now) = held.get_mut(op.key()) else { continue };
-        let (fails, after) = match op {
-            Op::Put { options, .. } => {
-                let fails = match &options.mode {
-                    PutMode::Upsert => false,
-                    PutMode::Create => *now != Held::Absent,
-                    PutMode::Update(etag) => !now.is_at(etag),
-                };
-                (fails, Held::Written)
-            }
-            Op::Remove { etag, .. } => (etag.as_ref().is_some_and(|t| !now.is_at(t)), Held::Absent),
-        };
-        if fails {
-            return Some(op.key());
-        }
-        *now = after;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use purista_core::{Json, PutOptions};
-
-    use super::*;
-
-    fn held(pairs: &[(&'static str, Held)]) -> HashMap<&'static str, Held> {
-        pairs.iter().cloned().collect()
-    }
-
-    #[test]
-    fn the_replay_sees_earlier_steps() {
-        let v = || Json::from(serde_json::json!(1));
-        // Removed, then created: no conflict; then an update under the old tag fails.
-        let ops = vec![
-            Op::remove_if("a", ETag::new("1")),
-            Op::put_with("a", v(), PutOptions::create()),
-            Op::put_with("b", v(), PutOptions::update(ETag::new("7"))),
-            Op::put_with("a", v(), PutOptions::update(ETag::new("1"))),
-        ];
-        let start = held(&[("a", Held::At("1".into())), ("b", Held::At("7".into()))]);
-        assert_eq!(first_conflict(&ops, start), Some("a"));
-        // A stale tag fails at once.
-        let start = held(&[("a", Held::At("2".into())), ("b", Held::At("7".into()))]);
-        assert_eq!(first_conflict(&ops[..3], start), Some("a"));
-        // Nothing fails: the conflict was elsewhere (or is gone).
-        let start = held(&[("a", Held::At("1".into())), ("b", Held::At("7".into()))]);
-        assert_eq!(first_conflict(&ops[..3], start), None);
-        // An update of a missing key; a create over a value.
-        let start = held(&[("a", Held::Absent), ("b", Held::Absent)]);
-        assert_eq!(first_conflict(&ops[1..3], start), Some("b"));
-        let start = held(&[("a", Held::At("3".into())), ("b", Held::At("7".into()))]);
-        assert_eq!(first_conflict(&ops[1..3], start), Some("a"));
     }
 }
