@@ -311,6 +311,7 @@ impl Backend for DefaultStateStore {
             watch: true,
             max_value_bytes: None,
             reserved_in_keys: &[],
+            max_transaction_ops: None,
         }
     }
 

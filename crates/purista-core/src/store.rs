@@ -85,6 +85,9 @@ pub struct Capabilities {
     /// Substrings no key may contain, prefix included (Dapr's `||`): such
     /// keys fail with `InvalidKey` before the backend is called.
     pub reserved_in_keys: &'static [&'static str],
+    /// The most operations one `transaction` takes; more fail with
+    /// `InvalidArgument` before the backend is called.
+    pub max_transaction_ops: Option<usize>,
 }
 
 impl Capabilities {

@@ -188,6 +188,7 @@ impl Backend for DaprStateStore {
             max_value_bytes: None,
             // The sidecar stores `<app-id>||<key>`.
             reserved_in_keys: &["||"],
+            max_transaction_ops: None,
         }
     }
 

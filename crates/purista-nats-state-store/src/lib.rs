@@ -471,6 +471,7 @@ impl NatsStateStoreBuilder {
             watch: true,
             max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
             reserved_in_keys: &[],
+            max_transaction_ops: None,
         };
         for reason in ttl_reason.iter().chain(tx_reason.iter()) {
             tracing::warn!(bucket = %bucket, "{reason}");

@@ -164,6 +164,7 @@ impl Backend for RedisStateStore {
             // Redis's string limit (proto-max-bulk-len default).
             max_value_bytes: Some(512 * 1024 * 1024),
             reserved_in_keys: &[],
+            max_transaction_ops: None,
         }
     }
 

@@ -107,8 +107,15 @@ impl<B: Backend> StateStore for B {
     async fn transaction(&self, mut ops: Vec<Op>) -> Result<()> {
         traced!(self, "purista.stateStore.transaction", async {
             let config = self.config();
-            if !Backend::capabilities(self).transactions {
+            let caps = Backend::capabilities(self);
+            if !caps.transactions {
                 return Err(unsupported(self, Capability::Transactions));
+            }
+            if let Some(max) = caps.max_transaction_ops
+                && ops.len() > max
+            {
+                let msg = format!("{} takes at most {max} operations in a transaction", Backend::name(self));
+                return Err(Error::new(ErrorKind::InvalidArgument, msg));
             }
             for op in &mut ops {
                 match op {

@@ -21,7 +21,8 @@ use rules::unsupported;
 pub use crate::handle::Handle;
 pub use steps::{Holds, check_steps};
 
-/// The longest TTL accepted (what every backend here can represent).
+/// The longest TTL accepted, on every store: Dapr's `ttlInSeconds` is an
+/// int32, and the other backends go further.
 pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
 
 /// A storage backend. Implement this; callers use [`StateStore`](crate::StateStore).

@@ -7,7 +7,7 @@ use std::{process::ExitCode, sync::Arc};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use super::{Factory, cases};
-use crate::{Capabilities, Capability, StoreConfig};
+use crate::StoreConfig;
 
 /// Runs every case against `factory` as its own test, and returns the exit
 /// code of the run. What `behaviour_suite!` expands to; call it from a
@@ -26,7 +26,7 @@ pub fn main<F: Factory + Send + 'static>(factory: F) -> ExitCode {
             let skip = match &probe {
                 None => Some("no server for this store (see the message above)".to_owned()),
                 Some((name, caps)) => {
-                    missing(*caps, case.needs).map(|cap| format!("{name} does not support {cap}"))
+                    case.needs.iter().find_map(|need| need.unmet(caps)).map(|why| format!("{name} {why}"))
                 }
             };
             if let Some(why) = &skip {
@@ -45,11 +45,6 @@ pub fn main<F: Factory + Send + 'static>(factory: F) -> ExitCode {
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
-}
-
-/// The first capability in `needs` the store does not claim.
-fn missing(caps: Capabilities, needs: &[Capability]) -> Option<Capability> {
-    needs.iter().copied().find(|&cap| !caps.has(cap))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

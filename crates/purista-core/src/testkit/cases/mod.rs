@@ -20,7 +20,7 @@ pub use self::{
     watch::*,
 };
 use super::{Factory, concurrency};
-use crate::Capability;
+use crate::{Capabilities, Capability};
 
 /// A case's future (not `Send`: the runner drives it with `block_on`).
 pub(crate) type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -31,8 +31,39 @@ pub(crate) struct Case<F> {
     /// The file it lives in: basic, etag, ttl ...
     pub group: &'static str,
     /// What the store must claim for the case to run; otherwise it is skipped.
-    pub needs: &'static [Capability],
+    pub needs: &'static [Need],
     pub run: for<'a> fn(&'a F) -> CaseFuture<'a>,
+}
+
+/// What a case needs of a store: a capability, or a declared limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Need {
+    Etag,
+    CreateOnly,
+    Ttl,
+    Transactions,
+    List,
+    Watch,
+    /// A declared `max_transaction_ops`.
+    TransactionLimit,
+}
+
+impl Need {
+    /// Why a store with `caps` cannot run the case, if it cannot.
+    pub(crate) fn unmet(self, caps: &Capabilities) -> Option<String> {
+        let cap = match self {
+            Need::Etag => Capability::Etag,
+            Need::CreateOnly => Capability::CreateOnly,
+            Need::Ttl => Capability::Ttl,
+            Need::Transactions => Capability::Transactions,
+            Need::List => Capability::List,
+            Need::Watch => Capability::Watch,
+            Need::TransactionLimit => {
+                return caps.max_transaction_ops.is_none().then(|| "declares no transaction limit".into());
+            }
+        };
+        (!caps.has(cap)).then(|| format!("does not support {cap}"))
+    }
 }
 
 macro_rules! table {
@@ -42,7 +73,7 @@ macro_rules! table {
             vec![$($(Case {
                 name: stringify!($case),
                 group: stringify!($group),
-                needs: &[$(Capability::$cap),*],
+                needs: &[$(Need::$cap),*],
                 run: |f| Box::pin($group::$case(f)),
             },)+)+]
         }
@@ -64,6 +95,8 @@ table! {
     transactions {
         transactions [Transactions], transaction_order [Transactions],
         transaction_all_or_nothing [Transactions, Etag],
+        transaction_steps_see_earlier_steps [Transactions, Etag],
+        transaction_limit [Transactions, TransactionLimit],
     }
     ttl {
         ttl_rejects_bad_values [Ttl], ttl_expires [Ttl], ttl_metadata [Ttl, Etag],

@@ -41,6 +41,44 @@ pub async fn transaction_order(factory: &impl Factory) {
     assert_eq!(raw(&*s, &k3).await, Some(json!("three")));
 }
 
+/// Each step sees what the earlier ones left: an ETag read before the
+/// transaction no longer matches a key an earlier step wrote, and a
+/// create-only write follows a remove of its key.
+pub async fn transaction_steps_see_earlier_steps(factory: &impl Factory) {
+    let Some(s) = store(factory).await else { return };
+    let (a, b) = (unique("steps-a"), unique("steps-b"));
+    s.set(&a, &1).await.unwrap();
+    let before = etag_of(&*s, &a).await;
+    let ops = vec![
+        Op::put(&a, Json::from(json!(2))),
+        Op::put_with(&a, Json::from(json!(3)), PutOptions::update(before.clone())),
+    ];
+    let err = expect_kind(s.transaction(ops).await, ErrorKind::Conflict, "an etag an earlier step outdated");
+    assert_eq!(err.key(), Some(a.as_str()));
+    assert_eq!(raw(&*s, &a).await, Some(json!(1)), "nothing applied");
+    if s.capabilities().create_only {
+        s.set(&b, &1).await.unwrap();
+        let ops = vec![
+            Op::remove_if(&b, etag_of(&*s, &b).await),
+            Op::put_with(&b, Json::from(json!(2)), PutOptions::create()),
+        ];
+        s.transaction(ops).await.expect("create after a remove in one transaction");
+        assert_eq!(raw(&*s, &b).await, Some(json!(2)));
+    }
+    s.remove_state(&a).await.unwrap();
+    s.remove_state(&b).await.unwrap();
+}
+
+/// A transaction over the store's declared limit fails before anything is written.
+pub async fn transaction_limit(factory: &impl Factory) {
+    let Some(s) = store(factory).await else { return };
+    let max = s.capabilities().max_transaction_ops.expect("the table runs this case only with a limit");
+    let p = unique("tx-limit");
+    let ops = (0..=max).map(|i| Op::put(format!("{p}-{i}"), Json::from(json!(i)))).collect();
+    expect_kind(s.transaction(ops).await, ErrorKind::InvalidArgument, "a transaction over the limit");
+    assert_eq!(raw(&*s, &format!("{p}-0")).await, None, "nothing written");
+}
+
 /// §3.4: all or nothing when one step's ETag does not match; the conflict names its key.
 pub async fn transaction_all_or_nothing(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
