@@ -302,17 +302,7 @@ impl Backend for DefaultStateStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            etag: true,
-            create_only: true,
-            ttl: Some(Duration::from_millis(1)),
-            transactions: true,
-            list: true,
-            watch: true,
-            max_value_bytes: None,
-            reserved_in_keys: &[],
-            max_transaction_ops: None,
-        }
+        Capabilities::all(Duration::from_millis(1))
     }
 
     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {

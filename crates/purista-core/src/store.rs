@@ -91,6 +91,19 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// Every capability, TTLs rounded to `ttl_granularity`, no limits.
+    pub fn all(ttl_granularity: Duration) -> Self {
+        Capabilities {
+            etag: true,
+            create_only: true,
+            ttl: Some(ttl_granularity),
+            transactions: true,
+            list: true,
+            watch: true,
+            ..Capabilities::default()
+        }
+    }
+
     /// Whether the store claims `capability`.
     pub fn has(&self, capability: Capability) -> bool {
         match capability {

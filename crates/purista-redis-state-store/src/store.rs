@@ -155,16 +155,9 @@ impl Backend for RedisStateStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            etag: true,
-            create_only: true,
-            ttl: Some(Duration::from_millis(1)),
-            transactions: true,
-            list: true,
-            watch: true,
             // Redis's string limit (proto-max-bulk-len default).
             max_value_bytes: Some(512 * 1024 * 1024),
-            reserved_in_keys: &[],
-            max_transaction_ops: None,
+            ..Capabilities::all(Duration::from_millis(1))
         }
     }
 

@@ -38,12 +38,7 @@ pub(crate) struct Case<F> {
 /// What a case needs of a store: a capability, or a declared limit.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Need {
-    Etag,
-    CreateOnly,
-    Ttl,
-    Transactions,
-    List,
-    Watch,
+    Has(Capability),
     /// A declared `max_transaction_ops`.
     TransactionLimit,
 }
@@ -51,19 +46,22 @@ pub(crate) enum Need {
 impl Need {
     /// Why a store with `caps` cannot run the case, if it cannot.
     pub(crate) fn unmet(self, caps: &Capabilities) -> Option<String> {
-        let cap = match self {
-            Need::Etag => Capability::Etag,
-            Need::CreateOnly => Capability::CreateOnly,
-            Need::Ttl => Capability::Ttl,
-            Need::Transactions => Capability::Transactions,
-            Need::List => Capability::List,
-            Need::Watch => Capability::Watch,
+        match self {
+            Need::Has(cap) => (!caps.has(cap)).then(|| format!("does not support {cap}")),
             Need::TransactionLimit => {
-                return caps.max_transaction_ops.is_none().then(|| "declares no transaction limit".into());
+                caps.max_transaction_ops.is_none().then(|| "declares no transaction limit".into())
             }
-        };
-        (!caps.has(cap)).then(|| format!("does not support {cap}"))
+        }
     }
+}
+
+macro_rules! need {
+    (TransactionLimit) => {
+        Need::TransactionLimit
+    };
+    ($cap:ident) => {
+        Need::Has(Capability::$cap)
+    };
 }
 
 macro_rules! table {
@@ -73,7 +71,7 @@ macro_rules! table {
             vec![$($(Case {
                 name: stringify!($case),
                 group: stringify!($group),
-                needs: &[$(Need::$cap),*],
+                needs: &[$(need!($cap)),*],
                 run: |f| Box::pin($group::$case(f)),
             },)+)+]
         }
