@@ -92,13 +92,7 @@
 //! a server without JetStream gives [`NO_JETSTREAM`] (kind `Unavailable`).
 //! Credentials never appear in errors or `Debug` output.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use async_nats::{
     Client, ConnectOptions, HeaderMap, HeaderValue, ServerAddr,
@@ -113,14 +107,17 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use purista_core::{
     Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result,
-    StoreConfig, WatchEvent, WatchKind, WatchStream,
+    StoreConfig, WatchEvent, WatchStream,
     backend::{Backend, Handle},
 };
+
+use entry::{Current, KV_OPERATION, etag, parse_etag};
 
 pub use async_nats;
 
 mod batch_get;
 mod bucket;
+mod entry;
 mod error;
 pub mod key;
 mod list;
@@ -135,7 +132,6 @@ pub const DEFAULT_BUCKET: &str = "purista-state-store";
 /// The most messages one atomic batch may hold (nats-server's default limit).
 pub const MAX_TRANSACTION_OPS: usize = 1000;
 
-const KV_OPERATION: &str = "KV-Operation";
 /// Room left for headers when reporting the largest value.
 const HEADER_RESERVE: usize = 512;
 /// The longest mapped key sent: leaves room for `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.`,
@@ -576,84 +572,6 @@ impl fmt::Debug for NatsStateStore {
     }
 }
 
-/// The live state of a key as the server has it.
-enum Current {
-    /// Nothing was ever written (or it is gone entirely).
-    Missing,
-    /// A delete, purge or expiry marker, at this revision.
-    Gone(u64),
-    /// A value.
-    Live { value: Bytes, revision: u64, expires_at: Option<SystemTime> },
-}
-
-fn header<K: async_nats::header::IntoHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
-    headers.get(name).map(|v| v.as_str())
-}
-
-/// Whether a message is a marker (removed, purged, expired), and which.
-fn marker(headers: &HeaderMap) -> Option<WatchKind> {
-    if let Some(reason) = header(headers, async_nats::header::NATS_MARKER_REASON) {
-        return Some(if reason == "MaxAge" { WatchKind::Expired } else { WatchKind::Removed });
-    }
-    match header(headers, KV_OPERATION) {
-        Some("DEL") | Some("PURGE") => Some(WatchKind::Removed),
-        _ => None,
-    }
-}
-
-/// Parses a `Nats-TTL` value: whole seconds, or a Go duration (`1h2m3s`,
-/// `500ms`); `None` for `never`, for what it cannot read and for what does
-/// not fit a `Duration` (another client's header never panics a reader).
-fn parse_ttl(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = value;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total = total.checked_add(Duration::try_from_secs_f64(number * scale).ok()?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
-/// When a message's TTL runs out, in the server's clock (`published` is
-/// the server's time stamp); `None` without a TTL, or past `SystemTime`'s range.
-fn expiry(headers: &HeaderMap, published: SystemTime) -> Option<SystemTime> {
-    let ttl = parse_ttl(header(headers, async_nats::header::NATS_MESSAGE_TTL)?)?;
-    if ttl.is_zero() {
-        return None;
-    }
-    published.checked_add(ttl)
-}
-
-/// A message as the key's state. Expiry is the server's to judge: it
-/// removes a message whose TTL ran out (on its own clock) and writes an
-/// expiry marker, within milliseconds. A message it still holds is live,
-/// whatever this machine's clock says; comparing the server's time stamp
-/// with the local clock would hide live values (and let a create-only write
-/// replace them) whenever the clocks disagree.
-fn classify(headers: &HeaderMap, published: SystemTime, revision: u64, value: Bytes) -> Current {
-    if marker(headers).is_some() {
-        return Current::Gone(revision);
-    }
-    Current::Live { value, revision, expires_at: expiry(headers, published) }
-}
-
 /// The mapped key, if it fits in a NATS protocol line: a longer subject would
 /// make the server close the connection (`max_control_line`, 4 KiB by
 /// default), so it is refused before anything is sent.
@@ -667,15 +585,6 @@ fn nats_key(key: &str) -> Result<String> {
         return Err(Error::new(ErrorKind::InvalidKey, msg).with_key(key));
     }
     Ok(encoded)
-}
-
-/// A revision from an ETag. Revisions start at 1: `0` would tell the server
-/// "no message yet" (a create), so it matches nothing, like any foreign ETag.
-fn parse_etag(key: &str, etag: &ETag) -> Result<u64> {
-    match etag.as_str().parse::<u64>() {
-        Ok(revision) if revision > 0 => Ok(revision),
-        _ => Err(Error::etag_mismatch(key)),
-    }
 }
 
 /// A create-only write that kept finding the key absent and kept losing to
@@ -766,10 +675,7 @@ impl NatsStateStore {
     }
 
     async fn current_via(&self, path: reads::ReadPath, key: &str, nats_key: &str) -> Result<Current> {
-        Ok(match self.last_via(path, key, nats_key).await? {
-            None => Current::Missing,
-            Some(m) => classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload),
-        })
+        Ok(Current::of_last(self.last_via(path, key, nats_key).await?.as_ref()))
     }
 
     /// The last message of each of `subjects` through batched direct gets,
@@ -843,12 +749,9 @@ impl NatsStateStore {
     /// `keys` read one by one over `path`, concurrently on the one connection
     /// (one round trip of latency).
     async fn read_each(&self, path: reads::ReadPath, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        let reads = keys.iter().map(|k| async move {
-            Ok(match self.current_via(path, k, &nats_key(k)?).await? {
-                Current::Live { value, .. } => Some(Json::from_stored(value)),
-                _ => None,
-            })
-        });
+        let reads = keys
+            .iter()
+            .map(|k| async move { Ok(self.current_via(path, k, &nats_key(k)?).await?.into_value()) });
         futures_util::future::try_join_all(reads).await
     }
 
@@ -929,7 +832,7 @@ impl NatsStateStore {
             conditional
                 .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
             match self.publish(key, nats_key, conditional, payload.clone(), "put").await {
-                Ok(revision) => return Ok(Some(ETag::new(revision.to_string()))),
+                Ok(revision) => return Ok(Some(etag(revision))),
                 Err(e) if e.kind() == ErrorKind::Conflict => {}
                 Err(e) => return Err(e),
             }
@@ -1017,33 +920,17 @@ impl Backend for NatsStateStore {
         };
         Ok(subjects
             .iter()
-            .map(|s| {
-                let m = last.get(s)?;
-                // The same rule as key by key: markers and run-out TTLs are no value.
-                match classify(&m.headers, SystemTime::from(m.time), m.sequence, m.payload.clone()) {
-                    Current::Live { value, .. } => Some(Json::from_stored(value)),
-                    _ => None,
-                }
-            })
+            // The same rule as key by key: markers are no value.
+            .map(|s| Current::of_last(last.get(s)).into_value())
             .collect())
     }
 
     async fn get_value(&self, key: &str) -> Result<Option<Json>> {
-        Ok(match self.current(key, &nats_key(key)?).await? {
-            Current::Live { value, .. } => Some(Json::from_stored(value)),
-            _ => None,
-        })
+        Ok(self.current(key, &nats_key(key)?).await?.into_value())
     }
 
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
-        Ok(match self.current(key, &nats_key(key)?).await? {
-            Current::Live { value, revision, expires_at } => Some(Entry {
-                value: Json::from_stored(value),
-                etag: ETag::new(revision.to_string()),
-                expires_at,
-            }),
-            _ => None,
-        })
+        Ok(self.current(key, &nats_key(key)?).await?.into_entry())
     }
 
     async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
@@ -1062,7 +949,7 @@ impl Backend for NatsStateStore {
             PutMode::Create => return self.create(key, &nats_key, headers, payload).await,
         }
         let revision = self.publish(key, &nats_key, headers, payload, "put").await?;
-        Ok(Some(ETag::new(revision.to_string())))
+        Ok(Some(etag(revision)))
     }
 
     async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
@@ -1132,9 +1019,7 @@ impl Backend for NatsStateStore {
         let lasts = list::last_per_subject(&i.js, &i.client, &i.kv.stream, filter, timeout).await?;
         Ok(lasts
             .into_iter()
-            .filter(|m| {
-                matches!(classify(&m.headers, m.published, m.sequence, Bytes::new()), Current::Live { .. })
-            })
+            .filter(|m| Current::of(&m.headers, m.published, m.sequence, Bytes::new()).is_live())
             .filter_map(|m| self.store_key(&m.subject, &encoded))
             .collect())
     }
@@ -1159,10 +1044,8 @@ impl Backend for NatsStateStore {
                 Ok(message) => {
                     let headers = message.headers.clone().unwrap_or_default();
                     store.store_key(message.subject.as_str(), &encoded).map(|key| {
-                        let kind = marker(&headers).unwrap_or_else(|| WatchKind::Set {
-                            value: Json::from_stored(message.payload.clone()),
-                            etag: message.info().ok().map(|i| ETag::new(i.stream_sequence.to_string())),
-                        });
+                        let revision = message.info().ok().map(|i| i.stream_sequence);
+                        let kind = entry::watch_kind(&headers, message.payload.clone(), revision);
                         Ok(WatchEvent { key, kind })
                     })
                 }
@@ -1184,37 +1067,6 @@ impl Backend for NatsStateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ttl_values() {
-        assert_eq!(parse_ttl("5"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_ttl("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_ttl("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_ttl("1500ms"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_ttl("never"), None);
-    }
-
-    #[test]
-    fn ttls_past_any_clock_are_no_expiry_not_a_panic() {
-        let mut headers = HeaderMap::new();
-        for ttl in ["9223372036854775807", "18446744073709551615", "99999999999999999999h", "1e400s"] {
-            headers.insert(async_nats::header::NATS_MESSAGE_TTL, ttl);
-            assert_eq!(expiry(&headers, SystemTime::now()), None, "{ttl}");
-        }
-    }
-
-    #[test]
-    fn a_message_the_server_holds_is_live_whatever_the_local_clock_says() {
-        // Published long ago with a 1 s TTL, as a client whose clock runs
-        // ahead of the server's sees a value that is live on the server.
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_TTL, "1");
-        let published = SystemTime::UNIX_EPOCH;
-        let current = classify(&headers, published, 7, Bytes::from_static(b"1"));
-        assert!(matches!(current, Current::Live { revision: 7, .. }));
-        headers.insert(async_nats::header::NATS_MARKER_REASON, "MaxAge");
-        assert!(matches!(classify(&headers, published, 8, Bytes::new()), Current::Gone(8)));
-    }
 
     #[test]
     fn versions() {

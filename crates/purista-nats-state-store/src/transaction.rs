@@ -7,7 +7,11 @@ use async_nats::{HeaderMap, HeaderValue, jetstream::context::PublishError};
 use bytes::Bytes;
 use purista_core::{Error, ErrorKind, Op, PutMode, Result};
 
-use super::{Current, KV_OPERATION, NatsStateStore, error, nats_key, parse_etag, publish_error};
+use crate::{
+    NatsStateStore,
+    entry::{Current, KV_OPERATION, parse_etag},
+    error, nats_key, publish_error,
+};
 
 /// A batch ready to go: its messages, and the revisions it expects.
 pub(crate) struct Batch<'a> {
@@ -154,15 +158,11 @@ impl NatsStateStore {
             let Ok(current) = self.current(check.key, &super::key::encode(check.key)).await else {
                 continue;
             };
-            let now = match current {
-                Current::Missing => 0,
-                Current::Gone(revision) | Current::Live { revision, .. } => revision,
-            };
-            if now == check.revision {
+            if current.revision() == check.revision {
                 continue;
             }
-            match (check.create, current) {
-                (true, Current::Live { .. }) => {
+            match (check.create, current.is_live()) {
+                (true, true) => {
                     return Refused::Error(Error::already_exists(check.key).with_source(e));
                 }
                 (true, _) => lost = lost.or(Some(check.key)),
