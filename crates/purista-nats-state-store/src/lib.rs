@@ -124,16 +124,12 @@ mod list;
 mod reads;
 mod transaction;
 
+pub use bucket::{BucketSettings, DEFAULT_BUCKET, Storage};
 pub use error::NO_JETSTREAM;
-
-/// PURISTA's default bucket name.
-pub const DEFAULT_BUCKET: &str = "purista-state-store";
 
 /// The most messages one atomic batch may hold (nats-server's default limit).
 pub const MAX_TRANSACTION_OPS: usize = 1000;
 
-/// Room left for headers when reporting the largest value.
-const HEADER_RESERVE: usize = 512;
 /// The longest mapped key sent: leaves room for `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.`,
 /// a reply inbox and lengths in a 4 KiB protocol line. A contract key of
 /// 1024 bytes maps to at most 3072, plus the mapped key prefix.
@@ -145,9 +141,6 @@ const REMOVE_ATTEMPTS: usize = 3;
 /// when the key is still absent but its delete marker was replaced by
 /// another one meanwhile, before giving up with `Backend`.
 const CREATE_ATTEMPTS: usize = 8;
-/// The JetStream API prefix of the store's context (`jetstream::new`: no
-/// domain, no custom prefix); async-nats does not expose it.
-const JS_API: &str = "$JS.API";
 /// A batched get's bound when the connection has no request timeout: it waits
 /// for several messages, so it never waits forever (async-nats's default).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -168,48 +161,6 @@ pub enum RemoveMode {
     /// earlier revisions are gone from the server. Transactions always
     /// write `DEL` markers (rollups are not allowed in atomic batches).
     Purge,
-}
-
-/// Where the bucket keeps its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Storage {
-    /// On disk (JetStream's default): survives server restarts.
-    #[default]
-    File,
-    /// In memory: lost when the server stops.
-    Memory,
-}
-
-/// Settings used when the store creates its bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketSettings {
-    /// Revisions kept per key (1..=64; PURISTA's default 1).
-    pub history: i64,
-    /// Copies in a cluster (1, 3 or 5).
-    pub replicas: usize,
-    /// File or memory storage.
-    pub storage: Storage,
-    /// The largest value in bytes, `None` for the server's limit.
-    pub max_value_size: Option<i32>,
-    /// Allow per-key TTLs (`limit_markers`, nats-server 2.11+); the value is
-    /// how long the server's expiry markers stay (at least 1 s).
-    pub ttl_markers: Option<Duration>,
-    /// Allow atomic batch publishing, for transactions (nats-server 2.12+).
-    pub atomic_publish: bool,
-}
-
-impl Default for BucketSettings {
-    fn default() -> Self {
-        BucketSettings {
-            history: 1,
-            replicas: 1,
-            storage: Storage::File,
-            max_value_size: None,
-            ttl_markers: Some(Duration::from_secs(60)),
-            atomic_publish: true,
-        }
-    }
 }
 
 #[derive(Clone, Default)]
@@ -443,7 +394,7 @@ impl NatsStateStoreBuilder {
         let bucket = self.bucket_name().to_owned();
         let (client, owned) = self.connect_client().await?;
         let result = bucket::open(&client, &bucket, &self.settings, self.chosen, self.update_bucket).await;
-        let bucket::Opened { js, kv, ttl_reason, tx_reason } = match result {
+        let opened = match result {
             Ok(opened) => opened,
             Err(e) => {
                 if owned {
@@ -452,69 +403,40 @@ impl NatsStateStoreBuilder {
                 return Err(e);
             }
         };
-        let info = &kv.stream.cached_info().config;
-        let max_payload = client.server_info().max_payload;
-        let limit = match info.max_message_size {
-            n if n > 0 => (n as usize).min(max_payload),
-            _ => max_payload,
-        };
-        let caps = Capabilities {
-            etag: true,
-            create_only: true,
-            ttl: ttl_reason.is_none().then_some(Duration::from_secs(1)),
-            transactions: tx_reason.is_none(),
-            list: true,
-            watch: true,
-            max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
-            reserved_in_keys: &[],
-        };
-        for reason in ttl_reason.iter().chain(tx_reason.iter()) {
+        let caps = opened.capabilities(client.server_info().max_payload);
+        let bucket::Opened { js, kv, missing } = opened;
+        for reason in missing.ttl.iter().chain(missing.transactions.iter()) {
             tracing::warn!(bucket = %bucket, "{reason}");
         }
-        let publish_prefix = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
-        // Decided once, from the stream as it is now: leader reads on a
-        // replicated stream unless replica reads were asked for (reads.rs).
-        let reads = reads::ReadPath::choose(info, self.replica_reads);
+        let info = &kv.stream.cached_info().config;
         if info.mirror.is_some() {
             tracing::warn!(
                 bucket = %bucket,
                 "the bucket is a mirror: reads see what the mirror has, which trails the origin that takes the writes"
             );
         }
-        // Batched direct gets need nats-server 2.11+ and a stream that allows
-        // direct gets; otherwise `get_state` reads key by key.
-        let batch_get = (info.allow_direct && version(&client.server_info().version) >= (2, 11))
-            .then(|| format!("{JS_API}.DIRECT.GET.{}", kv.stream_name));
-        let history = info.max_messages_per_subject;
-        let marker_ttl = bucket::marker_ttl(&kv);
         Ok(NatsStateStore {
             inner: Arc::new(Inner {
-                history,
-                marker_ttl,
-                js,
+                history: info.max_messages_per_subject,
+                marker_ttl: bucket::marker_ttl(&kv),
+                // Decided once, from the stream as it is now.
+                reads: reads::ReadPath::choose(info, self.replica_reads),
+                batch_get: batch_get::api_subject(&client, &kv),
                 read_prefix: kv.prefix.clone(),
-                publish_prefix,
-                reads,
-                batch_get,
+                publish_prefix: kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone()),
+                js,
                 kv,
                 client,
                 owned,
                 bucket,
                 remove_mode: self.remove_mode,
                 caps,
-                ttl_reason,
-                tx_reason,
+                missing,
             }),
             config: self.config,
             handle: Handle::new(),
         })
     }
-}
-
-/// `(major, minor)` of a server version string such as `2.15.1`.
-fn version(v: &str) -> (u32, u32) {
-    let mut parts = v.trim_start_matches('v').split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 /// A PURISTA state store on a NATS JetStream key-value bucket.
@@ -554,8 +476,7 @@ struct Inner {
     bucket: String,
     remove_mode: RemoveMode,
     caps: Capabilities,
-    ttl_reason: Option<String>,
-    tx_reason: Option<String>,
+    missing: bucket::Missing,
 }
 
 impl fmt::Debug for NatsStateStore {
@@ -647,12 +568,12 @@ impl NatsStateStore {
 
     /// Why per-key TTL is not available, if it is not.
     pub fn ttl_unsupported_reason(&self) -> Option<&str> {
-        self.inner.ttl_reason.as_deref()
+        self.inner.missing.reason(Capability::Ttl)
     }
 
     /// Why transactions are not available, if they are not.
     pub fn transactions_unsupported_reason(&self) -> Option<&str> {
-        self.inner.tx_reason.as_deref()
+        self.inner.missing.reason(Capability::Transactions)
     }
 
     fn subject(&self, nats_key: &str) -> String {
@@ -899,11 +820,7 @@ impl Backend for NatsStateStore {
     }
 
     fn unsupported_reason(&self, capability: Capability) -> Option<String> {
-        match capability {
-            Capability::Ttl => self.inner.ttl_reason.clone(),
-            Capability::Transactions => self.inner.tx_reason.clone(),
-            _ => None,
-        }
+        self.inner.missing.reason(capability).map(str::to_owned)
     }
 
     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
@@ -989,8 +906,8 @@ impl Backend for NatsStateStore {
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
-        if let Some(reason) = &self.inner.tx_reason {
-            return Err(Error::unsupported(reason.clone()));
+        if let Some(reason) = self.inner.missing.reason(Capability::Transactions) {
+            return Err(Error::unsupported(reason));
         }
         if ops.len() > MAX_TRANSACTION_OPS {
             let msg =
@@ -1067,13 +984,6 @@ impl Backend for NatsStateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions() {
-        assert_eq!(version("2.15.1"), (2, 15));
-        assert_eq!(version("v2.11.0-beta"), (2, 11));
-        assert!(version("2.9.25") < (2, 11));
-    }
 
     #[test]
     fn builder_debug_hides_secrets() {

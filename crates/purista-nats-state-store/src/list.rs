@@ -22,7 +22,7 @@ use async_nats::{
 use futures_util::StreamExt;
 use purista_core::{Error, ErrorKind, Result};
 
-use crate::{JS_API, error};
+use crate::{bucket::JS_API, error};
 
 /// Messages asked for per request.
 const BATCH: usize = 1000;
