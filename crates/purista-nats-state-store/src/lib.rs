@@ -112,6 +112,8 @@ use purista_core::{
 };
 
 use entry::{Current, KV_OPERATION, etag, parse_etag};
+use error::{contended, publish_error};
+use key::nats_key;
 
 pub use async_nats;
 
@@ -128,14 +130,11 @@ mod transaction;
 pub use bucket::{BucketSettings, DEFAULT_BUCKET, Storage};
 pub use builder::{NatsStateStoreBuilder, RemoveMode};
 pub use error::NO_JETSTREAM;
+pub use key::MAX_NATS_KEY_BYTES;
 
 /// The most messages one atomic batch may hold (nats-server's default limit).
 pub const MAX_TRANSACTION_OPS: usize = 1000;
 
-/// The longest mapped key sent: leaves room for `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.`,
-/// a reply inbox and lengths in a 4 KiB protocol line. A contract key of
-/// 1024 bytes maps to at most 3072, plus the mapped key prefix.
-pub const MAX_NATS_KEY_BYTES: usize = 3584;
 /// How often a remove re-reads a key that writers keep changing, before it
 /// removes without a condition.
 const REMOVE_ATTEMPTS: usize = 3;
@@ -201,47 +200,6 @@ impl fmt::Debug for NatsStateStore {
             .field("reads", &i.reads)
             .field("batched_get", &i.batch_get.is_some())
             .finish()
-    }
-}
-
-/// The mapped key, if it fits in a NATS protocol line: a longer subject would
-/// make the server close the connection (`max_control_line`, 4 KiB by
-/// default), so it is refused before anything is sent.
-fn nats_key(key: &str) -> Result<String> {
-    let encoded = key::encode(key);
-    if encoded.len() > MAX_NATS_KEY_BYTES {
-        let msg = format!(
-            "key is {} bytes once mapped for NATS, at most {MAX_NATS_KEY_BYTES} fit in a subject",
-            encoded.len()
-        );
-        return Err(Error::new(ErrorKind::InvalidKey, msg).with_key(key));
-    }
-    Ok(encoded)
-}
-
-/// A create-only write that kept finding the key absent and kept losing to
-/// another marker: not a `Conflict`, which would say the key exists.
-fn contended(key: &str) -> Error {
-    let msg = format!(
-        "create-only write lost {CREATE_ATTEMPTS} races to removes of the absent key; nothing written"
-    );
-    Error::new(ErrorKind::Backend, msg).with_key(key)
-}
-
-fn publish_error(key: &str, what: &str, err: jetstream::context::PublishError) -> Error {
-    use jetstream::context::PublishErrorKind as K;
-    match err.kind() {
-        K::WrongLastSequence => Error::etag_mismatch(key).with_source(err),
-        K::MaxPayloadExceeded => Error::new(ErrorKind::InvalidValue, "value is larger than the server takes")
-            .with_key(key)
-            .with_source(err),
-        K::TimedOut => {
-            Error::new(ErrorKind::Timeout, format!("NATS {what} timed out")).with_key(key).with_source(err)
-        }
-        K::BrokenPipe | K::StreamNotFound => {
-            Error::new(ErrorKind::Unavailable, format!("NATS {what} failed")).with_key(key).with_source(err)
-        }
-        _ => error::wrap(what, Some(key), err),
     }
 }
 

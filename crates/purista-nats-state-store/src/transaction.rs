@@ -10,7 +10,8 @@ use purista_core::{Error, ErrorKind, Op, PutMode, Result};
 use crate::{
     NatsStateStore,
     entry::{Current, KV_OPERATION, parse_etag},
-    error, nats_key, publish_error,
+    error::{self, publish_error},
+    key::{self, nats_key},
 };
 
 /// A batch ready to go: its messages, and the revisions it expects.
@@ -155,7 +156,7 @@ impl NatsStateStore {
     async fn refused<'a>(&self, checks: &[Check<'a>], first_key: &'a str, e: PublishError) -> Refused<'a> {
         let mut lost = None;
         for check in checks {
-            let Ok(current) = self.current(check.key, &super::key::encode(check.key)).await else {
+            let Ok(current) = self.current(check.key, &key::encode(check.key)).await else {
                 continue;
             };
             if current.revision() == check.revision {
