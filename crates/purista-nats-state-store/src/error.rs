@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use async_nats::jetstream::{self, ErrorCode};
 use purista_core::{Error, ErrorKind};
 
-use crate::CREATE_ATTEMPTS;
+use crate::write::CREATE_ATTEMPTS;
 
 /// PURISTA's message when the server has no JetStream.
 pub const NO_JETSTREAM: &str = "JetStream is not enabled on NATS server";

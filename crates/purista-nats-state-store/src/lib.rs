@@ -95,7 +95,7 @@
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use async_nats::{
-    Client, HeaderMap, HeaderValue,
+    Client,
     jetstream::{
         self,
         consumer::{DeliverPolicy, ReplayPolicy, push, push::OrderedErrorKind},
@@ -106,14 +106,15 @@ use async_nats::{
 use bytes::Bytes;
 use futures_util::StreamExt;
 use purista_core::{
-    Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result,
-    StoreConfig, WatchEvent, WatchStream,
+    Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StoreConfig,
+    WatchEvent, WatchStream,
     backend::{Backend, Handle},
 };
 
-use entry::{Current, KV_OPERATION, etag, parse_etag};
-use error::{contended, publish_error};
+use entry::Current;
+use error::contended;
 use key::nats_key;
+use write::CREATE_ATTEMPTS;
 
 pub use async_nats;
 
@@ -126,6 +127,7 @@ pub mod key;
 mod list;
 mod reads;
 mod transaction;
+mod write;
 
 pub use bucket::{BucketSettings, DEFAULT_BUCKET, Storage};
 pub use builder::{NatsStateStoreBuilder, RemoveMode};
@@ -135,13 +137,6 @@ pub use key::MAX_NATS_KEY_BYTES;
 /// The most messages one atomic batch may hold (nats-server's default limit).
 pub const MAX_TRANSACTION_OPS: usize = 1000;
 
-/// How often a remove re-reads a key that writers keep changing, before it
-/// removes without a condition.
-const REMOVE_ATTEMPTS: usize = 3;
-/// How often a create-only write (or a transaction holding one) tries again
-/// when the key is still absent but its delete marker was replaced by
-/// another one meanwhile, before giving up with `Backend`.
-const CREATE_ATTEMPTS: usize = 8;
 /// A batched get's bound when the connection has no request timeout: it waits
 /// for several messages, so it never waits forever (async-nats's default).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -245,10 +240,6 @@ impl NatsStateStore {
         self.inner.missing.reason(Capability::Transactions)
     }
 
-    fn subject(&self, nats_key: &str) -> String {
-        format!("{}{nats_key}", self.inner.publish_prefix)
-    }
-
     /// The last message under a (mapped) key, through `path`.
     async fn last_via(
         &self,
@@ -345,96 +336,6 @@ impl NatsStateStore {
         futures_util::future::try_join_all(reads).await
     }
 
-    /// Adds the TTL of a write. On a bucket that keeps history, a value
-    /// with a TTL rolls the key's history up (`in_batch`: refused, rollups
-    /// are not allowed in atomic batches): an older revision left below it
-    /// would come back when the server expires it.
-    fn ttl_headers(
-        &self,
-        key: &str,
-        headers: &mut HeaderMap,
-        ttl: Option<Duration>,
-        in_batch: bool,
-    ) -> Result<()> {
-        let Some(ttl) = ttl else { return Ok(()) };
-        // Already rounded up to whole seconds by the core.
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        if self.inner.history != 1 {
-            if in_batch {
-                return Err(Error::unsupported(format!(
-                    "a TTL inside a transaction needs a bucket with history 1; bucket {:?} keeps {}",
-                    self.inner.bucket, self.inner.history
-                )));
-            }
-            // The server raises a shorter TTL to its marker TTL on such buckets.
-            if let Some(markers) = self.inner.marker_ttl
-                && Duration::from_secs(secs) < markers
-            {
-                let msg = format!(
-                    "bucket {:?} keeps history, where the server raises TTLs under its marker TTL ({}s) to it; \
-                     use a TTL of at least that, or a bucket with shorter markers (BucketSettings::ttl_markers)",
-                    self.inner.bucket,
-                    markers.as_secs()
-                );
-                return Err(Error::new(ErrorKind::InvalidArgument, msg).with_key(key));
-            }
-            headers.insert(async_nats::header::NATS_ROLLUP, "sub");
-        }
-        headers.insert(async_nats::header::NATS_MESSAGE_TTL, HeaderValue::from(secs));
-        Ok(())
-    }
-
-    async fn publish(
-        &self,
-        key: &str,
-        nats_key: &str,
-        headers: HeaderMap,
-        payload: Bytes,
-        what: &str,
-    ) -> Result<u64> {
-        let ack = self
-            .inner
-            .js
-            .publish_with_headers(self.subject(nats_key), headers, payload)
-            .await
-            .map_err(|e| publish_error(key, what, e))?
-            .await
-            .map_err(|e| publish_error(key, what, e))?;
-        Ok(ack.sequence)
-    }
-
-    /// A create-only write.
-    async fn create(
-        &self,
-        key: &str,
-        nats_key: &str,
-        headers: HeaderMap,
-        payload: Bytes,
-    ) -> Result<Option<ETag>> {
-        // A delete marker or an expired value is no value: the write goes
-        // over it, guarded by its revision. Losing that race means another
-        // message landed: a value (the key exists), or only another marker
-        // (a remove, a transaction's remove), and then the key is still
-        // absent and the write tries again on the new marker.
-        let mut expected = 0;
-        for _ in 0..CREATE_ATTEMPTS {
-            let mut conditional = headers.clone();
-            conditional
-                .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
-            match self.publish(key, nats_key, conditional, payload.clone(), "put").await {
-                Ok(revision) => return Ok(Some(etag(revision))),
-                Err(e) if e.kind() == ErrorKind::Conflict => {}
-                Err(e) => return Err(e),
-            }
-            expected = match self.current(key, nats_key).await? {
-                Current::Live { .. } => return Err(Error::already_exists(key)),
-                Current::Gone(revision) => revision,
-                Current::Missing => 0,
-            };
-        }
-        Err(contended(key))
-    }
-
     /// An ordered consumer on the changes to keys that may start with `prefix`.
     async fn watch_consumer(&self, prefix: &str) -> Result<(push::Ordered, String)> {
         let encoded = key::encode_prefix(prefix);
@@ -520,58 +421,11 @@ impl Backend for NatsStateStore {
     }
 
     async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
-        let nats_key = nats_key(key)?;
-        let payload = value.into_bytes();
-        let mut headers = HeaderMap::new();
-        self.ttl_headers(key, &mut headers, options.ttl, false)?;
-        match &options.mode {
-            PutMode::Upsert => {}
-            PutMode::Update(etag) => {
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                    HeaderValue::from(parse_etag(key, etag)?),
-                );
-            }
-            PutMode::Create => return self.create(key, &nats_key, headers, payload).await,
-        }
-        let revision = self.publish(key, &nats_key, headers, payload, "put").await?;
-        Ok(Some(etag(revision)))
+        write::put(self, key, value, options).await
     }
 
     async fn remove(&self, key: &str, etag: Option<&ETag>) -> Result<()> {
-        let nats_key = nats_key(key)?;
-        let mut headers = HeaderMap::new();
-        match self.inner.remove_mode {
-            RemoveMode::Delete => headers.insert(KV_OPERATION, "DEL"),
-            RemoveMode::Purge => {
-                headers.insert(KV_OPERATION, "PURGE");
-                headers.insert(async_nats::header::NATS_ROLLUP, "sub");
-            }
-        }
-        let expect = |headers: &mut HeaderMap, revision: u64| {
-            headers
-                .insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(revision));
-        };
-        if let Some(etag) = etag {
-            expect(&mut headers, parse_etag(key, etag)?);
-            return self.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop);
-        }
-        // Removing what is not there writes nothing (no marker, no watch
-        // event): the read is the removal's point in time. A value is removed
-        // at the revision read; a write in between is removed too, at its own.
-        for _ in 0..REMOVE_ATTEMPTS {
-            let Current::Live { revision, .. } = self.current(key, &nats_key).await? else {
-                return Ok(());
-            };
-            let mut headers = headers.clone();
-            expect(&mut headers, revision);
-            match self.publish(key, &nats_key, headers, Bytes::new(), "remove").await {
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                done => return done.map(drop),
-            }
-        }
-        // Still racing with writers: remove whatever is there now.
-        self.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop)
+        write::remove(self, key, etag).await
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
