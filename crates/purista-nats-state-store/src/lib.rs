@@ -92,7 +92,7 @@
 //! a server without JetStream gives [`NO_JETSTREAM`] (kind `Unavailable`).
 //! Credentials never appear in errors or `Debug` output.
 
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_nats::{
     Client,
@@ -100,7 +100,6 @@ use async_nats::{
         self,
         consumer::{DeliverPolicy, ReplayPolicy, push, push::OrderedErrorKind},
         kv,
-        message::StreamMessage,
     },
 };
 use bytes::Bytes;
@@ -137,13 +136,10 @@ pub use key::MAX_NATS_KEY_BYTES;
 /// The most messages one atomic batch may hold (nats-server's default limit).
 pub const MAX_TRANSACTION_OPS: usize = 1000;
 
-/// A batched get's bound when the connection has no request timeout: it waits
-/// for several messages, so it never waits forever (async-nats's default).
+/// A request's bound when the connection has no request timeout: listings
+/// and batched gets wait for several messages, so they never wait forever
+/// (async-nats's default).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often `get_state` on a replicated bucket tries for an answer at one
-/// point in time before it gives up.
-const FENCED_ATTEMPTS: usize = 5;
-
 /// A PURISTA state store on a NATS JetStream key-value bucket.
 ///
 /// Cheap to clone. Clones (and [`scoped`](purista_core::StateStore::scoped)
@@ -182,6 +178,13 @@ struct Inner {
     remove_mode: RemoveMode,
     caps: Capabilities,
     missing: bucket::Missing,
+}
+
+impl Inner {
+    /// How long one request may wait for the server.
+    fn request_timeout(&self) -> Duration {
+        self.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
 }
 
 impl fmt::Debug for NatsStateStore {
@@ -238,102 +241,6 @@ impl NatsStateStore {
     /// Why transactions are not available, if they are not.
     pub fn transactions_unsupported_reason(&self) -> Option<&str> {
         self.inner.missing.reason(Capability::Transactions)
-    }
-
-    /// The last message under a (mapped) key, through `path`.
-    async fn last_via(
-        &self,
-        path: reads::ReadPath,
-        key: &str,
-        nats_key: &str,
-    ) -> Result<Option<StreamMessage>> {
-        let subject = format!("{}{nats_key}", self.inner.read_prefix);
-        reads::last(&self.inner.kv.stream, path, key, subject).await
-    }
-
-    async fn current(&self, key: &str, nats_key: &str) -> Result<Current> {
-        self.current_via(self.inner.reads, key, nats_key).await
-    }
-
-    async fn current_via(&self, path: reads::ReadPath, key: &str, nats_key: &str) -> Result<Current> {
-        Ok(Current::of_last(self.last_via(path, key, nats_key).await?.as_ref()))
-    }
-
-    /// The last message of each of `subjects` through batched direct gets,
-    /// at one point in time; `None` if no answer could be trusted.
-    async fn last_messages(
-        &self,
-        api_subject: &str,
-        subjects: &[String],
-    ) -> Result<Option<HashMap<String, StreamMessage>>> {
-        use batch_get::Accept;
-        let i = &self.inner;
-        let timeout = i.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let own = Some(i.kv.stream_name.as_str());
-        match i.reads {
-            reads::ReadPath::Replicas => {
-                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &Accept::default()).await
-            }
-            // The only replica is the leader; a mirror must not answer.
-            reads::ReadPath::SingleReplica => {
-                let accept = Accept { stream: own, after: None };
-                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept).await
-            }
-            // Any replica may answer with the stream as the leader had it
-            // after the call started (reads.rs); else the leader, checked.
-            reads::ReadPath::Leader => {
-                for attempt in 0..FENCED_ATTEMPTS {
-                    let Some((seq, subject)) = reads::fence(&i.kv.stream, &i.read_prefix).await? else {
-                        // The leader holds nothing: no name has a value.
-                        return Ok(Some(HashMap::new()));
-                    };
-                    let accept = Accept { stream: own, after: Some((seq, subject.as_str())) };
-                    let answer = batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept);
-                    // Messages past S may be committed but not yet applied at
-                    // the leader, whose reads would then go back in time.
-                    if let Some(found) = answer.await?.filter(|f| f.values().all(|m| m.sequence <= seq)) {
-                        return Ok(Some(found));
-                    }
-                    if let Some(found) = self.leader_snapshot(subjects, seq).await? {
-                        return Ok(Some(found));
-                    }
-                    tokio::time::sleep(Duration::from_millis(5 * (attempt as u64 + 1))).await;
-                }
-                Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "NATS get_state: no answer at one point in time after {FENCED_ATTEMPTS} attempts \
-                         (replicas behind the stream leader while the names kept changing)"
-                    ),
-                ))
-            }
-        }
-    }
-
-    /// `subjects` read at the leader one by one, concurrently, if together
-    /// they are the stream at `seq`: none has a message past it. (A subject
-    /// keeps a last message once written; removals and purges are markers.)
-    async fn leader_snapshot(
-        &self,
-        subjects: &[String],
-        seq: u64,
-    ) -> Result<Option<HashMap<String, StreamMessage>>> {
-        let stream = &self.inner.kv.stream;
-        let reads = subjects.iter().map(|s| async move {
-            Ok::<_, Error>(reads::leader_last(stream, None, s).await?.map(|m| (s.clone(), m)))
-        });
-        let found: HashMap<String, StreamMessage> =
-            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
-        Ok(found.values().all(|m| m.sequence <= seq).then_some(found))
-    }
-
-    /// `keys` read one by one over `path`, concurrently on the one connection
-    /// (one round trip of latency).
-    async fn read_each(&self, path: reads::ReadPath, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        let reads = keys
-            .iter()
-            .map(|k| async move { Ok(self.current_via(path, k, &nats_key(k)?).await?.into_value()) });
-        futures_util::future::try_join_all(reads).await
     }
 
     /// An ordered consumer on the changes to keys that may start with `prefix`.
@@ -394,22 +301,7 @@ impl Backend for NatsStateStore {
     }
 
     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        let Some(api_subject) = &self.inner.batch_get else {
-            return self.read_each(self.inner.reads, keys).await;
-        };
-        let subjects = keys
-            .iter()
-            .map(|k| Ok(format!("{}{}", self.inner.read_prefix, nats_key(k)?)))
-            .collect::<Result<Vec<String>>>()?;
-        let Some(last) = self.last_messages(api_subject, &subjects).await? else {
-            // A mirror answered, or nothing was found: the leader decides.
-            return self.read_each(reads::ReadPath::Leader, keys).await;
-        };
-        Ok(subjects
-            .iter()
-            // The same rule as key by key: markers are no value.
-            .map(|s| Current::of_last(last.get(s)).into_value())
-            .collect())
+        reads::get_state(self, keys).await
     }
 
     async fn get_value(&self, key: &str) -> Result<Option<Json>> {
@@ -454,8 +346,8 @@ impl Backend for NatsStateStore {
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let encoded = key::encode_prefix(prefix);
         let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
-        let timeout = self.inner.client.timeout().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let i = &self.inner;
+        let timeout = i.request_timeout();
         let lasts = list::last_per_subject(&i.js, &i.client, &i.kv.stream, filter, timeout).await?;
         Ok(lasts
             .into_iter()
