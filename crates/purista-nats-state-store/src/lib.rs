@@ -96,21 +96,14 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_nats::{
     Client,
-    jetstream::{
-        self,
-        consumer::{DeliverPolicy, ReplayPolicy, push, push::OrderedErrorKind},
-        kv,
-    },
+    jetstream::{self, kv},
 };
-use bytes::Bytes;
-use futures_util::StreamExt;
 use purista_core::{
     Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StoreConfig,
-    WatchEvent, WatchStream,
+    WatchStream,
     backend::{Backend, Handle},
 };
 
-use entry::Current;
 use error::contended;
 use key::nats_key;
 use write::CREATE_ATTEMPTS;
@@ -242,41 +235,6 @@ impl NatsStateStore {
     pub fn transactions_unsupported_reason(&self) -> Option<&str> {
         self.inner.missing.reason(Capability::Transactions)
     }
-
-    /// An ordered consumer on the changes to keys that may start with `prefix`.
-    async fn watch_consumer(&self, prefix: &str) -> Result<(push::Ordered, String)> {
-        let encoded = key::encode_prefix(prefix);
-        let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
-        let consumer = self
-            .inner
-            .kv
-            .stream
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.inner.client.new_inbox(),
-                description: Some("purista state store".to_owned()),
-                filter_subject: filter,
-                replay_policy: ReplayPolicy::Instant,
-                deliver_policy: DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| error::wrap("consumer creation", None, e))?;
-        let messages =
-            consumer.messages().await.map_err(|e| error::wrap("consumer subscription", None, e))?;
-        Ok((messages, encoded))
-    }
-
-    fn store_key(&self, subject: &str, encoded_prefix: &str) -> Option<String> {
-        let nats_key = subject.strip_prefix(&self.inner.read_prefix)?;
-        if !nats_key.starts_with(encoded_prefix) {
-            return None;
-        }
-        let key = key::decode(nats_key);
-        if key.is_none() {
-            tracing::debug!(nats_key, "skipping a key this store did not write");
-        }
-        key
-    }
 }
 
 impl Backend for NatsStateStore {
@@ -344,47 +302,11 @@ impl Backend for NatsStateStore {
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let encoded = key::encode_prefix(prefix);
-        let filter = format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded));
-        let i = &self.inner;
-        let timeout = i.request_timeout();
-        let lasts = list::last_per_subject(&i.js, &i.client, &i.kv.stream, filter, timeout).await?;
-        Ok(lasts
-            .into_iter()
-            .filter(|m| Current::of(&m.headers, m.published, m.sequence, Bytes::new()).is_live())
-            .filter_map(|m| self.store_key(&m.subject, &encoded))
-            .collect())
+        list::list_keys(self, prefix).await
     }
 
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
-        let (messages, encoded) = self.watch_consumer(prefix).await?;
-        let store = self.clone();
-        let events = messages.filter_map(move |message| {
-            let out = match message {
-                // The ordered consumer recreates itself after these, from the
-                // last revision it delivered: nothing is lost, nothing to report.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        OrderedErrorKind::MissingHeartbeat | OrderedErrorKind::ConsumerDeleted
-                    ) =>
-                {
-                    tracing::debug!("watch consumer recovering: {e}");
-                    None
-                }
-                Err(e) => Some(Err(error::wrap("watch", None, e))),
-                Ok(message) => {
-                    let headers = message.headers.clone().unwrap_or_default();
-                    store.store_key(message.subject.as_str(), &encoded).map(|key| {
-                        let revision = message.info().ok().map(|i| i.stream_sequence);
-                        let kind = entry::watch_kind(&headers, message.payload.clone(), revision);
-                        Ok(WatchEvent { key, kind })
-                    })
-                }
-            };
-            std::future::ready(out)
-        });
-        Ok(Box::pin(events))
+        list::watch(self, prefix).await
     }
 
     async fn destroy(&self) -> Result<()> {
