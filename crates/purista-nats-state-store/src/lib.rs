@@ -99,14 +99,11 @@ use async_nats::{
     jetstream::{self, kv},
 };
 use purista_core::{
-    Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StoreConfig,
-    WatchStream,
+    Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream,
     backend::{Backend, Handle},
 };
 
-use error::contended;
 use key::nats_key;
-use write::CREATE_ATTEMPTS;
 
 pub use async_nats;
 
@@ -125,9 +122,7 @@ pub use bucket::{BucketSettings, DEFAULT_BUCKET, Storage};
 pub use builder::{NatsStateStoreBuilder, RemoveMode};
 pub use error::NO_JETSTREAM;
 pub use key::MAX_NATS_KEY_BYTES;
-
-/// The most messages one atomic batch may hold (nats-server's default limit).
-pub const MAX_TRANSACTION_OPS: usize = 1000;
+pub use transaction::MAX_TRANSACTION_OPS;
 
 /// A request's bound when the connection has no request timeout: listings
 /// and batched gets wait for several messages, so they never wait forever
@@ -279,26 +274,7 @@ impl Backend for NatsStateStore {
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
-        if let Some(reason) = self.inner.missing.reason(Capability::Transactions) {
-            return Err(Error::unsupported(reason));
-        }
-        if ops.len() > MAX_TRANSACTION_OPS {
-            let msg =
-                format!("a transaction holds at most {MAX_TRANSACTION_OPS} operations, got {}", ops.len());
-            return Err(Error::new(ErrorKind::InvalidArgument, msg));
-        }
-        // A batch refused only because a create-only step lost to another
-        // delete marker (its key still absent) is built again.
-        let mut lost = None;
-        for _ in 0..CREATE_ATTEMPTS {
-            let batch = self.batch(&ops).await?;
-            match self.commit(&ops, batch).await {
-                Ok(()) => return Ok(()),
-                Err(transaction::Refused::Error(e)) => return Err(e),
-                Err(transaction::Refused::CreateLost(key)) => lost = Some(key),
-            }
-        }
-        Err(contended(lost.unwrap_or_default()))
+        transaction::run(self, ops).await
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {

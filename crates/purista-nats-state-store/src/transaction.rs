@@ -5,14 +5,41 @@ use std::collections::HashMap;
 
 use async_nats::{HeaderMap, HeaderValue, jetstream::context::PublishError};
 use bytes::Bytes;
-use purista_core::{Error, ErrorKind, Op, PutMode, Result};
+use purista_core::{Capability, Error, ErrorKind, Op, PutMode, Result};
 
 use crate::{
     NatsStateStore,
     entry::{Current, KV_OPERATION, parse_etag},
-    error::{self, publish_error},
+    error::{self, contended, publish_error},
     key::{self, nats_key},
+    write::{CREATE_ATTEMPTS, expect_revision},
 };
+
+/// The most messages one atomic batch may hold (nats-server's default limit).
+pub const MAX_TRANSACTION_OPS: usize = 1000;
+
+/// `Backend::transaction`: `ops` as one atomic batch.
+pub(crate) async fn run(store: &NatsStateStore, ops: Vec<Op>) -> Result<()> {
+    if let Some(reason) = store.inner.missing.reason(Capability::Transactions) {
+        return Err(Error::unsupported(reason));
+    }
+    if ops.len() > MAX_TRANSACTION_OPS {
+        let msg = format!("a transaction holds at most {MAX_TRANSACTION_OPS} operations, got {}", ops.len());
+        return Err(Error::new(ErrorKind::InvalidArgument, msg));
+    }
+    // A batch refused only because a create-only step lost to another
+    // delete marker (its key still absent) is built again.
+    let mut lost = None;
+    for _ in 0..CREATE_ATTEMPTS {
+        let batch = store.batch(&ops).await?;
+        match store.commit(&ops, batch).await {
+            Ok(()) => return Ok(()),
+            Err(Refused::Error(e)) => return Err(e),
+            Err(Refused::CreateLost(key)) => lost = Some(key),
+        }
+    }
+    Err(contended(lost.unwrap_or_default()))
+}
 
 /// A batch ready to go: its messages, and the revisions it expects.
 pub(crate) struct Batch<'a> {
@@ -37,12 +64,39 @@ pub(crate) enum Refused<'a> {
     CreateLost(&'a str),
 }
 
+/// What a step expects of its key, for the server to check: a revision,
+/// and whether the step is create-only over what was absent; `None`: no
+/// condition. The server sees only the conditions of a key's first step;
+/// later steps are decided here from `earlier`, what the earlier steps on the
+/// key leave (true: a value, false: none). `base`: the state of the keys of
+/// create-only first steps.
+fn condition(op: &Op, earlier: Option<bool>, base: &HashMap<&str, Current>) -> Result<Option<(u64, bool)>> {
+    let key = op.key();
+    Ok(match (op, earlier) {
+        (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
+            PutMode::Create if has_value => return Err(Error::already_exists(key)),
+            PutMode::Update(_) => return Err(Error::etag_mismatch(key)),
+            PutMode::Upsert | PutMode::Create => None,
+        },
+        (Op::Remove { etag: Some(_), .. }, Some(_)) => return Err(Error::etag_mismatch(key)),
+        (Op::Remove { etag: None, .. }, _) => None,
+        (Op::Put { options, .. }, None) => match &options.mode {
+            PutMode::Upsert => None,
+            PutMode::Update(etag) => Some((parse_etag(key, etag)?, false)),
+            PutMode::Create => match base.get(key) {
+                Some(Current::Live { .. }) => return Err(Error::already_exists(key)),
+                // A marker's revision, or 0 for no message at all.
+                other => Some((other.map_or(0, Current::revision), true)),
+            },
+        },
+        (Op::Remove { etag: Some(etag), .. }, None) => Some((parse_etag(key, etag)?, false)),
+    })
+}
+
 impl NatsStateStore {
     /// The messages of `ops`, reading the keys of create-only steps first.
     pub(crate) async fn batch<'a>(&self, ops: &'a [Op]) -> Result<Batch<'a>> {
-        // Conditions on a key's first step go to the server as expected
-        // revisions; later steps on the same key are decided here, from what
-        // the earlier steps leave (true: a value, false: none).
+        // What the steps so far leave on each key (true: a value).
         let mut touched: HashMap<&str, bool> = HashMap::new();
         let mut creates = Vec::new();
         for op in ops {
@@ -68,33 +122,8 @@ impl NatsStateStore {
             let key = op.key();
             let earlier = touched.get(key).copied();
             let mut headers = HeaderMap::new();
-            let (expected, create) = match (op, earlier) {
-                (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
-                    PutMode::Upsert => (None, false),
-                    PutMode::Create if has_value => return Err(Error::already_exists(key)),
-                    PutMode::Create => (None, false),
-                    PutMode::Update(_) => return Err(Error::etag_mismatch(key)),
-                },
-                (Op::Remove { etag: Some(_), .. }, Some(_)) => {
-                    return Err(Error::etag_mismatch(key));
-                }
-                (Op::Remove { etag: None, .. }, _) => (None, false),
-                (Op::Put { options, .. }, None) => match &options.mode {
-                    PutMode::Upsert => (None, false),
-                    PutMode::Update(etag) => (Some(parse_etag(key, etag)?), false),
-                    PutMode::Create => match create_base.get(key) {
-                        Some(Current::Live { .. }) => return Err(Error::already_exists(key)),
-                        Some(Current::Gone(revision)) => (Some(*revision), true),
-                        _ => (Some(0), true),
-                    },
-                },
-                (Op::Remove { etag: Some(etag), .. }, None) => (Some(parse_etag(key, etag)?), false),
-            };
-            if let Some(revision) = expected {
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                    HeaderValue::from(revision),
-                );
+            if let Some((revision, create)) = condition(op, earlier, &create_base)? {
+                expect_revision(&mut headers, revision);
                 checks.push(Check { key, revision, create });
             }
             let payload = match op {
