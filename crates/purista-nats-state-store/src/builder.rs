@@ -6,7 +6,9 @@ use std::{fmt, path::PathBuf, sync::Arc};
 use async_nats::{Client, ConnectOptions, ServerAddr};
 use purista_core::{Error, ErrorKind, Result, StoreConfig, backend::Handle};
 
-use crate::{BucketSettings, DEFAULT_BUCKET, Inner, NatsStateStore, Storage, batch_get, bucket, reads};
+use crate::{
+    BucketSettings, DEFAULT_BUCKET, NatsStateStore, Storage, batch_get, bucket, reads, store::Inner,
+};
 
 /// What [`remove`](purista_core::StateStore::remove) leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
