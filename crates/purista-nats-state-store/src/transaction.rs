@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_nats::{HeaderMap, HeaderValue, jetstream::context::PublishError};
 use bytes::Bytes;
-use purista_core::{Capability, Error, ErrorKind, Op, PutMode, Result};
+use purista_core::{Error, ErrorKind, Op, PutMode, Result};
 
 use crate::{
     NatsStateStore,
@@ -18,11 +18,9 @@ use crate::{
 /// The most messages one atomic batch may hold (nats-server's default limit).
 pub const MAX_TRANSACTION_OPS: usize = 1000;
 
-/// `Backend::transaction`: `ops` as one atomic batch.
+/// `Backend::transaction`: `ops` as one atomic batch. (Core calls it only
+/// when the bucket allows atomic publish, with at least one step.)
 pub(crate) async fn run(store: &NatsStateStore, ops: Vec<Op>) -> Result<()> {
-    if let Some(reason) = store.inner.missing.reason(Capability::Transactions) {
-        return Err(Error::unsupported(reason));
-    }
     if ops.len() > MAX_TRANSACTION_OPS {
         let msg = format!("a transaction holds at most {MAX_TRANSACTION_OPS} operations, got {}", ops.len());
         return Err(Error::new(ErrorKind::InvalidArgument, msg));

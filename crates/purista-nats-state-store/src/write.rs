@@ -99,8 +99,9 @@ impl NatsStateStore {
         in_batch: bool,
     ) -> Result<()> {
         let Some(ttl) = ttl else { return Ok(()) };
-        // Already rounded up to whole seconds by the core.
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        // Core hands TTLs over already rounded up to the declared
+        // granularity, whole seconds.
+        let secs = ttl.as_secs();
         if self.inner.history != 1 {
             if in_batch {
                 return Err(Error::unsupported(format!(
@@ -110,7 +111,7 @@ impl NatsStateStore {
             }
             // The server raises a shorter TTL to its marker TTL on such buckets.
             if let Some(markers) = self.inner.marker_ttl
-                && Duration::from_secs(secs) < markers
+                && ttl < markers
             {
                 let msg = format!(
                     "bucket {:?} keeps history, where the server raises TTLs under its marker TTL ({}s) to it; \
