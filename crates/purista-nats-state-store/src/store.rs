@@ -24,6 +24,11 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// stores) are handles on one connection: [`destroy`](purista_core::StateStore::destroy)
 /// releases the handle it is called on, and the connection closes when the
 /// last handle is destroyed or dropped. Build it with [`NatsStateStore::builder`].
+///
+/// Why a capability is missing on this server or bucket (TTL before
+/// nats-server 2.11, transactions before 2.12 or without atomic publish) is
+/// in the `Unsupported` error, and from
+/// [`Backend::unsupported_reason`](purista_core::backend::Backend::unsupported_reason).
 #[derive(Clone)]
 pub struct NatsStateStore {
     pub(crate) inner: Arc<Inner>,
@@ -110,16 +115,6 @@ impl NatsStateStore {
     /// The bucket handle, for what the contract does not cover.
     pub fn kv(&self) -> &kv::Store {
         &self.inner.kv
-    }
-
-    /// Why per-key TTL is not available, if it is not.
-    pub fn ttl_unsupported_reason(&self) -> Option<&str> {
-        self.inner.missing.reason(Capability::Ttl)
-    }
-
-    /// Why transactions are not available, if they are not.
-    pub fn transactions_unsupported_reason(&self) -> Option<&str> {
-        self.inner.missing.reason(Capability::Transactions)
     }
 }
 
