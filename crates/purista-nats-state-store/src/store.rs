@@ -28,7 +28,7 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a capability is missing on this server or bucket (TTL before
 /// nats-server 2.11, transactions before 2.12 or without atomic publish) is
 /// in the `Unsupported` error, and from
-/// [`Backend::unsupported_reason`](purista_core::backend::Backend::unsupported_reason).
+/// [`Backend::unsupported_reason`].
 #[derive(Clone)]
 pub struct NatsStateStore {
     pub(crate) inner: Arc<Inner>,
