@@ -190,8 +190,9 @@ async fn existing_bucket_is_used_as_it_is() {
     let caps = store.capabilities();
     assert_eq!(caps.ttl, None);
     assert!(!caps.transactions);
-    assert!(store.ttl_unsupported_reason().unwrap().contains("per-message TTL"));
-    assert!(store.transactions_unsupported_reason().unwrap().contains("atomic"));
+    let why = |capability| purista_core::backend::Backend::unsupported_reason(&store, capability).unwrap();
+    assert!(why(purista_core::Capability::Ttl).contains("per-message TTL"));
+    assert!(why(purista_core::Capability::Transactions).contains("atomic"));
     let err =
         store.put("k", Json::encode(&1).unwrap(), PutOptions::default().ttl(Duration::from_secs(5))).await;
     let err = err.unwrap_err();

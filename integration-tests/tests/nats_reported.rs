@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::{HeaderMap, jetstream::kv};
 use futures_util::StreamExt;
-use purista_core::{ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, WatchKind};
+use purista_core::{Capability, ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, WatchKind};
 use purista_nats_state_store::{BucketSettings, NatsStateStore, Storage};
 use support_nats::{Proc, builder, proxy::StallingProxy, raw, url};
 
@@ -41,7 +41,8 @@ async fn instances_starting_at_once_share_a_fresh_bucket() {
         }
         // Every instance that came up has the full capabilities.
         for store in &up {
-            if let Some(why) = store.transactions_unsupported_reason().or(store.ttl_unsupported_reason()) {
+            let why = |capability| purista_core::backend::Backend::unsupported_reason(store, capability);
+            if let Some(why) = why(Capability::Transactions).or(why(Capability::Ttl)) {
                 failures.push(format!("came up without a capability: {why}"));
             }
             store.destroy().await.unwrap();

@@ -26,17 +26,32 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{Client, jetstream::message::StreamMessage};
+use async_nats::{
+    Client,
+    jetstream::{kv, message::StreamMessage},
+};
 use futures_util::StreamExt;
 use purista_core::{Error, ErrorKind, Result};
 
-use crate::{error, reads::NATS_STREAM};
+use crate::{
+    bucket::{JS_API, version},
+    error,
+    reads::NATS_STREAM,
+};
 
 /// The most messages one answer may hold (nats-server's `maxAllowedResponses`):
 /// each of our subjects is literal, so it matches at most one.
 pub(crate) const MAX_SUBJECTS: usize = 1024;
 /// Bytes of the request body besides the subjects: `{"multi_last":[`, `],"batch":1024}`.
 const BODY_OVERHEAD: usize = 32;
+
+/// Where batched direct gets for `bucket` go, if the server (2.11+) and the
+/// bucket's stream (direct gets allowed) take them; `None`: key by key.
+pub(crate) fn api_subject(client: &Client, bucket: &kv::Store) -> Option<String> {
+    let allow_direct = bucket.stream.cached_info().config.allow_direct;
+    (allow_direct && version(&client.server_info().version) >= (2, 11))
+        .then(|| format!("{JS_API}.DIRECT.GET.{}", bucket.stream_name))
+}
 
 /// The last message of each of `subjects` that has one, by subject.
 ///

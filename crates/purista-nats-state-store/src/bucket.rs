@@ -1,5 +1,6 @@
-//! Opening the bucket: use it as it is, create it in one step, or bring it
-//! to the settings the caller asked for.
+//! The bucket: its settings, opening it (use it as it is, create it in one
+//! step, or bring it to the settings the caller asked for), and what it and
+//! the server support.
 //!
 //! Creation is one `STREAM.CREATE` with the final config (atomic publish
 //! included): the server answers an identical create with the existing
@@ -18,9 +19,62 @@ use async_nats::{
         stream::{self, DiscardPolicy, StorageType},
     },
 };
-use purista_core::{Error, ErrorKind, Result};
+use purista_core::{Capabilities, Capability, Error, ErrorKind, Result};
 
-use crate::{BucketSettings, NO_JETSTREAM, Storage, error, version};
+use crate::{NO_JETSTREAM, error};
+
+/// PURISTA's default bucket name.
+pub const DEFAULT_BUCKET: &str = "purista-state-store";
+
+/// The JetStream API prefix of the store's context (`jetstream::new`: no
+/// domain, no custom prefix); async-nats does not expose it.
+pub(crate) const JS_API: &str = "$JS.API";
+/// Per-key TTLs are whole seconds (`Nats-TTL`); core rounds up to this.
+const TTL_GRANULARITY: Duration = Duration::from_secs(1);
+/// Room left for headers when reporting the largest value.
+const HEADER_RESERVE: usize = 512;
+
+/// Where the bucket keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Storage {
+    /// On disk (JetStream's default): survives server restarts.
+    #[default]
+    File,
+    /// In memory: lost when the server stops.
+    Memory,
+}
+
+/// Settings used when the store creates its bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSettings {
+    /// Revisions kept per key (1..=64; PURISTA's default 1).
+    pub history: i64,
+    /// Copies in a cluster (1, 3 or 5).
+    pub replicas: usize,
+    /// File or memory storage.
+    pub storage: Storage,
+    /// The largest value in bytes, `None` for the server's limit.
+    pub max_value_size: Option<i32>,
+    /// Allow per-key TTLs (`limit_markers`, nats-server 2.11+); the value is
+    /// how long the server's expiry markers stay (at least 1 s).
+    pub ttl_markers: Option<Duration>,
+    /// Allow atomic batch publishing, for transactions (nats-server 2.12+).
+    pub atomic_publish: bool,
+}
+
+impl Default for BucketSettings {
+    fn default() -> Self {
+        BucketSettings {
+            history: 1,
+            replicas: 1,
+            storage: Storage::File,
+            max_value_size: None,
+            ttl_markers: Some(Duration::from_secs(60)),
+            atomic_publish: true,
+        }
+    }
+}
 
 /// Which settings the caller chose (and so may change on an existing bucket).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,11 +90,51 @@ impl Chosen {
         Chosen { history: true, replicas: true, max_value_size: true, ttl_markers: true };
 }
 
+/// Why the capabilities that depend on the server or the bucket are
+/// missing; `None` where they are there.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Missing {
+    pub ttl: Option<String>,
+    pub transactions: Option<String>,
+}
+
+impl Missing {
+    pub(crate) fn reason(&self, capability: Capability) -> Option<&str> {
+        match capability {
+            Capability::Ttl => self.ttl.as_deref(),
+            Capability::Transactions => self.transactions.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// An open bucket.
 pub(crate) struct Opened {
     pub js: jetstream::Context,
     pub kv: kv::Store,
-    pub ttl_reason: Option<String>,
-    pub tx_reason: Option<String>,
+    pub missing: Missing,
+}
+
+impl Opened {
+    /// What the store supports on this bucket, with values up to what the
+    /// bucket and the connection (`max_payload`) take.
+    pub(crate) fn capabilities(&self, max_payload: usize) -> Capabilities {
+        let limit = match self.kv.stream.cached_info().config.max_message_size {
+            n if n > 0 => (n as usize).min(max_payload),
+            _ => max_payload,
+        };
+        Capabilities {
+            etag: true,
+            create_only: true,
+            ttl: self.missing.ttl.is_none().then_some(TTL_GRANULARITY),
+            transactions: self.missing.transactions.is_none(),
+            list: true,
+            watch: true,
+            max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
+            reserved_in_keys: &[],
+            max_transaction_ops: Some(crate::MAX_TRANSACTION_OPS),
+        }
+    }
 }
 
 pub(crate) async fn open(
@@ -67,7 +161,7 @@ pub(crate) async fn open(
         Err(e) => return Err(error::wrap("bucket lookup", None, e)),
     };
     let stream = &store.stream.cached_info().config;
-    let ttl_reason = if version < (2, 11) {
+    let ttl = if version < (2, 11) {
         Some(format!("per-key TTL needs nats-server 2.11 or later, the server is {}", server.version))
     } else if !stream.allow_message_ttl {
         Some(format!(
@@ -76,7 +170,7 @@ pub(crate) async fn open(
     } else {
         None
     };
-    let tx_reason = if version < (2, 12) {
+    let transactions = if version < (2, 12) {
         Some(format!(
             "transactions need atomic batch publish, nats-server 2.12 or later; the server is {}",
             server.version
@@ -86,7 +180,7 @@ pub(crate) async fn open(
     } else {
         None
     };
-    Ok(Opened { js, kv: store, ttl_reason, tx_reason })
+    Ok(Opened { js, kv: store, missing: Missing { ttl, transactions } })
 }
 
 /// The stream of a KV bucket as async-nats's `create_key_value` builds it,
@@ -191,4 +285,22 @@ fn is_not_found(e: &KeyValueError) -> bool {
 /// How long the server keeps its expiry markers, if it writes them.
 pub(crate) fn marker_ttl(store: &kv::Store) -> Option<Duration> {
     store.stream.cached_info().config.subject_delete_marker_ttl
+}
+
+/// `(major, minor)` of a server version string such as `2.15.1`.
+pub(crate) fn version(v: &str) -> (u32, u32) {
+    let mut parts = v.trim_start_matches('v').split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(version("2.15.1"), (2, 15));
+        assert_eq!(version("v2.11.0-beta"), (2, 11));
+        assert!(version("2.9.25") < (2, 11));
+    }
 }

@@ -5,6 +5,8 @@ use std::error::Error as StdError;
 use async_nats::jetstream::{self, ErrorCode};
 use purista_core::{Error, ErrorKind};
 
+use crate::write::CREATE_ATTEMPTS;
+
 /// PURISTA's message when the server has no JetStream.
 pub const NO_JETSTREAM: &str = "JetStream is not enabled on NATS server";
 
@@ -85,4 +87,32 @@ where
 /// The server refused a write because the key's revision moved on.
 pub(crate) fn is_wrong_revision(err: &(dyn StdError + 'static)) -> bool {
     jetstream_error(err).is_some_and(|js| js.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE)
+}
+
+/// A create-only write that kept finding the key absent and kept losing to
+/// another marker: not a `Conflict`, which would say the key exists.
+pub(crate) fn contended(key: &str) -> Error {
+    let msg = format!(
+        "create-only write lost {CREATE_ATTEMPTS} races to removes of the absent key; nothing written"
+    );
+    Error::new(ErrorKind::Backend, msg).with_key(key)
+}
+
+/// A write to `key` the server refused or did not acknowledge; `what`
+/// names the write. A revision mismatch is a conflict on `key`.
+pub(crate) fn publish_error(key: &str, what: &str, err: jetstream::context::PublishError) -> Error {
+    use jetstream::context::PublishErrorKind as K;
+    match err.kind() {
+        K::WrongLastSequence => Error::etag_mismatch(key).with_source(err),
+        K::MaxPayloadExceeded => Error::new(ErrorKind::InvalidValue, "value is larger than the server takes")
+            .with_key(key)
+            .with_source(err),
+        K::TimedOut => {
+            Error::new(ErrorKind::Timeout, format!("NATS {what} timed out")).with_key(key).with_source(err)
+        }
+        K::BrokenPipe | K::StreamNotFound => {
+            Error::new(ErrorKind::Unavailable, format!("NATS {what} failed")).with_key(key).with_source(err)
+        }
+        _ => wrap(what, Some(key), err),
+    }
 }

@@ -34,6 +34,12 @@
 
 use std::fmt::Write as _;
 
+use purista_core::{Error, ErrorKind, Result};
+
+/// The longest mapped key sent: leaves room for `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.`,
+/// a reply inbox and lengths in a 4 KiB protocol line. A contract key of
+/// 1024 bytes maps to at most 3072, plus the mapped key prefix.
+pub const MAX_NATS_KEY_BYTES: usize = 3584;
 const ESCAPE: u8 = b'=';
 
 fn kept(b: u8) -> bool {
@@ -127,6 +133,21 @@ pub fn filter_tokens(encoded_prefix: &str) -> String {
         Some(dot) => format!("{}.>", &encoded_prefix[..dot]),
         None => ">".to_owned(),
     }
+}
+
+/// The mapped key, if it fits in a NATS protocol line: a longer subject would
+/// make the server close the connection (`max_control_line`, 4 KiB by
+/// default), so it is refused before anything is sent.
+pub(crate) fn nats_key(key: &str) -> Result<String> {
+    let encoded = encode(key);
+    if encoded.len() > MAX_NATS_KEY_BYTES {
+        let msg = format!(
+            "key is {} bytes once mapped for NATS, at most {MAX_NATS_KEY_BYTES} fit in a subject",
+            encoded.len()
+        );
+        return Err(Error::new(ErrorKind::InvalidKey, msg).with_key(key));
+    }
+    Ok(encoded)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! How a read reaches the bucket's stream, chosen at connect so that reads
-//! are linearizable unless the caller opted out.
+//! Reads of one key and of many (`get_state`), and how they reach the
+//! bucket's stream: a path chosen at connect so that reads are linearizable
+//! unless the caller opted out.
 //!
 //! - [`ReadPath::Leader`]: `$JS.API.STREAM.MSG.GET.<stream>`, answered by the
 //!   stream leader only (nats-server's `jsMsgGetRequest` drops the request on
@@ -34,13 +35,19 @@
 //!   spread over the replicas and mirrors, and may return a value older than
 //!   one already acknowledged.
 
+use std::{collections::HashMap, time::Duration};
+
 use async_nats::jetstream::{
     message::StreamMessage,
     stream::{self, DirectGetErrorKind, LastRawMessageErrorKind, Stream},
 };
-use purista_core::{Error, ErrorKind, Result};
+use purista_core::{Error, ErrorKind, Json, Result};
 
-use crate::error;
+use crate::{NatsStateStore, batch_get, entry::Current, error, key::nats_key};
+
+/// How often `get_state` on a replicated bucket tries for an answer at one
+/// point in time before it gives up.
+const FENCED_ATTEMPTS: usize = 5;
 
 /// The header naming the stream that answered a direct get.
 pub(crate) const NATS_STREAM: &str = "Nats-Stream";
@@ -134,6 +141,116 @@ pub(crate) async fn leader_last(
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(error::wrap("get", key, e)),
+    }
+}
+
+/// `Backend::get_state`: batched direct gets where the server and the
+/// bucket take them, else key by key.
+pub(crate) async fn get_state(store: &NatsStateStore, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+    let Some(api_subject) = &store.inner.batch_get else {
+        return store.read_each(store.inner.reads, keys).await;
+    };
+    let subjects = keys
+        .iter()
+        .map(|k| Ok(format!("{}{}", store.inner.read_prefix, nats_key(k)?)))
+        .collect::<Result<Vec<String>>>()?;
+    let Some(last) = store.last_messages(api_subject, &subjects).await? else {
+        // A mirror answered, or nothing was found: the leader decides.
+        return store.read_each(ReadPath::Leader, keys).await;
+    };
+    Ok(subjects
+        .iter()
+        // The same rule as key by key: markers are no value.
+        .map(|s| Current::of_last(last.get(s)).into_value())
+        .collect())
+}
+
+impl NatsStateStore {
+    /// The state of `key` (mapped: `nats_key`) as the server has it.
+    pub(crate) async fn current(&self, key: &str, nats_key: &str) -> Result<Current> {
+        self.current_via(self.inner.reads, key, nats_key).await
+    }
+
+    async fn current_via(&self, path: ReadPath, key: &str, nats_key: &str) -> Result<Current> {
+        let subject = format!("{}{nats_key}", self.inner.read_prefix);
+        Ok(Current::of_last(last(&self.inner.kv.stream, path, key, subject).await?.as_ref()))
+    }
+
+    /// The last message of each of `subjects` through batched direct gets,
+    /// at one point in time; `None` if no answer could be trusted.
+    async fn last_messages(
+        &self,
+        api_subject: &str,
+        subjects: &[String],
+    ) -> Result<Option<HashMap<String, StreamMessage>>> {
+        use batch_get::Accept;
+        let i = &self.inner;
+        let timeout = i.request_timeout();
+        let own = Some(i.kv.stream_name.as_str());
+        match i.reads {
+            ReadPath::Replicas => {
+                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &Accept::default()).await
+            }
+            // The only replica is the leader; a mirror must not answer.
+            ReadPath::SingleReplica => {
+                let accept = Accept { stream: own, after: None };
+                batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept).await
+            }
+            // Any replica may answer with the stream as the leader had it
+            // after the call started (see above); else the leader, checked.
+            ReadPath::Leader => {
+                for attempt in 0..FENCED_ATTEMPTS {
+                    let Some((seq, subject)) = fence(&i.kv.stream, &i.read_prefix).await? else {
+                        // The leader holds nothing: no name has a value.
+                        return Ok(Some(HashMap::new()));
+                    };
+                    let accept = Accept { stream: own, after: Some((seq, subject.as_str())) };
+                    let answer = batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept);
+                    // Messages past S may be committed but not yet applied at
+                    // the leader, whose reads would then go back in time.
+                    if let Some(found) = answer.await?.filter(|f| f.values().all(|m| m.sequence <= seq)) {
+                        return Ok(Some(found));
+                    }
+                    if let Some(found) = self.leader_snapshot(subjects, seq).await? {
+                        return Ok(Some(found));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5 * (attempt as u64 + 1))).await;
+                }
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "NATS get_state: no answer at one point in time after {FENCED_ATTEMPTS} attempts \
+                         (replicas behind the stream leader while the names kept changing)"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// `subjects` read at the leader one by one, concurrently, if together
+    /// they are the stream at `seq`: none has a message past it. (A subject
+    /// keeps a last message once written; removals and purges are markers.)
+    async fn leader_snapshot(
+        &self,
+        subjects: &[String],
+        seq: u64,
+    ) -> Result<Option<HashMap<String, StreamMessage>>> {
+        let stream = &self.inner.kv.stream;
+        let reads = subjects.iter().map(|s| async move {
+            Ok::<_, Error>(leader_last(stream, None, s).await?.map(|m| (s.clone(), m)))
+        });
+        let found: HashMap<String, StreamMessage> =
+            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        Ok(found.values().all(|m| m.sequence <= seq).then_some(found))
+    }
+
+    /// `keys` read one by one over `path`, concurrently on the one connection
+    /// (one round trip of latency).
+    async fn read_each(&self, path: ReadPath, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+        let reads = keys
+            .iter()
+            .map(|k| async move { Ok(self.current_via(path, k, &nats_key(k)?).await?.into_value()) });
+        futures_util::future::try_join_all(reads).await
     }
 }
 

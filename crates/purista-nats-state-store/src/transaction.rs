@@ -7,7 +7,34 @@ use async_nats::{HeaderMap, HeaderValue, jetstream::context::PublishError};
 use bytes::Bytes;
 use purista_core::{Error, ErrorKind, Op, PutMode, Result};
 
-use super::{Current, KV_OPERATION, NatsStateStore, error, nats_key, parse_etag, publish_error};
+use crate::{
+    NatsStateStore,
+    entry::{Current, KV_OPERATION, parse_etag},
+    error::{self, contended, publish_error},
+    key::{self, nats_key},
+    write::{CREATE_ATTEMPTS, expect_revision},
+};
+
+/// The most messages one atomic batch may hold (nats-server's default limit).
+pub const MAX_TRANSACTION_OPS: usize = 1000;
+
+/// `Backend::transaction`: `ops` as one atomic batch. (Core calls it only
+/// when the bucket allows atomic publish, with 1 to `MAX_TRANSACTION_OPS`
+/// steps: the limit is declared in the capabilities.)
+pub(crate) async fn run(store: &NatsStateStore, ops: Vec<Op>) -> Result<()> {
+    // A batch refused only because a create-only step lost to another
+    // delete marker (its key still absent) is built again.
+    let mut lost = None;
+    for _ in 0..CREATE_ATTEMPTS {
+        let batch = store.batch(&ops).await?;
+        match store.commit(&ops, batch).await {
+            Ok(()) => return Ok(()),
+            Err(Refused::Error(e)) => return Err(e),
+            Err(Refused::CreateLost(key)) => lost = Some(key),
+        }
+    }
+    Err(contended(lost.unwrap_or_default()))
+}
 
 /// A batch ready to go: its messages, and the revisions it expects.
 pub(crate) struct Batch<'a> {
@@ -32,12 +59,39 @@ pub(crate) enum Refused<'a> {
     CreateLost(&'a str),
 }
 
+/// What a step expects of its key, for the server to check: a revision,
+/// and whether the step is create-only over what was absent; `None`: no
+/// condition. The server sees only the conditions of a key's first step;
+/// later steps are decided here from `earlier`, what the earlier steps on the
+/// key leave (true: a value, false: none). `base`: the state of the keys of
+/// create-only first steps.
+fn condition(op: &Op, earlier: Option<bool>, base: &HashMap<&str, Current>) -> Result<Option<(u64, bool)>> {
+    let key = op.key();
+    Ok(match (op, earlier) {
+        (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
+            PutMode::Create if has_value => return Err(Error::already_exists(key)),
+            PutMode::Update(_) => return Err(Error::etag_mismatch(key)),
+            PutMode::Upsert | PutMode::Create => None,
+        },
+        (Op::Remove { etag: Some(_), .. }, Some(_)) => return Err(Error::etag_mismatch(key)),
+        (Op::Remove { etag: None, .. }, _) => None,
+        (Op::Put { options, .. }, None) => match &options.mode {
+            PutMode::Upsert => None,
+            PutMode::Update(etag) => Some((parse_etag(key, etag)?, false)),
+            PutMode::Create => match base.get(key) {
+                Some(Current::Live { .. }) => return Err(Error::already_exists(key)),
+                // A marker's revision, or 0 for no message at all.
+                other => Some((other.map_or(0, Current::revision), true)),
+            },
+        },
+        (Op::Remove { etag: Some(etag), .. }, None) => Some((parse_etag(key, etag)?, false)),
+    })
+}
+
 impl NatsStateStore {
     /// The messages of `ops`, reading the keys of create-only steps first.
     pub(crate) async fn batch<'a>(&self, ops: &'a [Op]) -> Result<Batch<'a>> {
-        // Conditions on a key's first step go to the server as expected
-        // revisions; later steps on the same key are decided here, from what
-        // the earlier steps leave (true: a value, false: none).
+        // What the steps so far leave on each key (true: a value).
         let mut touched: HashMap<&str, bool> = HashMap::new();
         let mut creates = Vec::new();
         for op in ops {
@@ -63,33 +117,8 @@ impl NatsStateStore {
             let key = op.key();
             let earlier = touched.get(key).copied();
             let mut headers = HeaderMap::new();
-            let (expected, create) = match (op, earlier) {
-                (Op::Put { options, .. }, Some(has_value)) => match &options.mode {
-                    PutMode::Upsert => (None, false),
-                    PutMode::Create if has_value => return Err(Error::already_exists(key)),
-                    PutMode::Create => (None, false),
-                    PutMode::Update(_) => return Err(Error::etag_mismatch(key)),
-                },
-                (Op::Remove { etag: Some(_), .. }, Some(_)) => {
-                    return Err(Error::etag_mismatch(key));
-                }
-                (Op::Remove { etag: None, .. }, _) => (None, false),
-                (Op::Put { options, .. }, None) => match &options.mode {
-                    PutMode::Upsert => (None, false),
-                    PutMode::Update(etag) => (Some(parse_etag(key, etag)?), false),
-                    PutMode::Create => match create_base.get(key) {
-                        Some(Current::Live { .. }) => return Err(Error::already_exists(key)),
-                        Some(Current::Gone(revision)) => (Some(*revision), true),
-                        _ => (Some(0), true),
-                    },
-                },
-                (Op::Remove { etag: Some(etag), .. }, None) => (Some(parse_etag(key, etag)?), false),
-            };
-            if let Some(revision) = expected {
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                    HeaderValue::from(revision),
-                );
+            if let Some((revision, create)) = condition(op, earlier, &create_base)? {
+                expect_revision(&mut headers, revision);
                 checks.push(Check { key, revision, create });
             }
             let payload = match op {
@@ -151,18 +180,14 @@ impl NatsStateStore {
     async fn refused<'a>(&self, checks: &[Check<'a>], first_key: &'a str, e: PublishError) -> Refused<'a> {
         let mut lost = None;
         for check in checks {
-            let Ok(current) = self.current(check.key, &super::key::encode(check.key)).await else {
+            let Ok(current) = self.current(check.key, &key::encode(check.key)).await else {
                 continue;
             };
-            let now = match current {
-                Current::Missing => 0,
-                Current::Gone(revision) | Current::Live { revision, .. } => revision,
-            };
-            if now == check.revision {
+            if current.revision() == check.revision {
                 continue;
             }
-            match (check.create, current) {
-                (true, Current::Live { .. }) => {
+            match (check.create, current.is_live()) {
+                (true, true) => {
                     return Refused::Error(Error::already_exists(check.key).with_source(e));
                 }
                 (true, _) => lost = lost.or(Some(check.key)),
