@@ -51,6 +51,10 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn remove(&self, name: &str, etag: Option<&ETag>) -> Result<()>;
     /// Applies writes and removes in order, all or nothing.
     async fn transaction(&self, ops: Vec<Op>) -> Result<()>;
+    /// Adds `delta` to the integer stored under `name`, atomically, and
+    /// returns the sum ([`Capabilities::counters`]). A missing name counts
+    /// as 0 and is created with `ttl`; an existing one keeps its expiry.
+    async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
     /// Keys starting with `prefix`, sorted; expired keys are never listed.
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>>;
     /// Changes to keys starting with `prefix`, from now on.
@@ -80,6 +84,8 @@ pub struct Capabilities {
     pub list: bool,
     /// `watch`.
     pub watch: bool,
+    /// `increment` (natively, or by compare-and-swap in core).
+    pub counters: bool,
     /// The largest value the backend takes, in bytes of JSON.
     pub max_value_bytes: Option<usize>,
     /// Substrings no key may contain, prefix included (Dapr's `||`): such
@@ -100,6 +106,7 @@ impl Capabilities {
             transactions: true,
             list: true,
             watch: true,
+            counters: true,
             ..Capabilities::default()
         }
     }
@@ -113,6 +120,7 @@ impl Capabilities {
             Capability::Transactions => self.transactions,
             Capability::List => self.list,
             Capability::Watch => self.watch,
+            Capability::Counters => self.counters,
         }
     }
 }
@@ -133,6 +141,8 @@ pub enum Capability {
     List,
     /// Watching keys by prefix.
     Watch,
+    /// Atomic counters.
+    Counters,
 }
 
 impl fmt::Display for Capability {
@@ -144,6 +154,7 @@ impl fmt::Display for Capability {
             Capability::Transactions => "transactions",
             Capability::List => "listing keys",
             Capability::Watch => "watching keys",
+            Capability::Counters => "counters",
         })
     }
 }

@@ -185,6 +185,8 @@ impl Backend for DaprStateStore {
             transactions: true,
             list: false,
             watch: false,
+            // By compare-and-swap on ETags (core's default).
+            counters: true,
             max_value_bytes: None,
             // The sidecar stores `<app-id>||<key>`.
             reserved_in_keys: &["||"],

@@ -130,6 +130,8 @@ impl Opened {
             transactions: self.missing.transactions.is_none(),
             list: true,
             watch: true,
+            // By compare-and-swap on revisions (core's default).
+            counters: true,
             max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
             reserved_in_keys: &[],
             max_transaction_ops: Some(crate::MAX_TRANSACTION_OPS),

@@ -71,6 +71,9 @@ impl StateStore for Paced {
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         paced(self.0.transaction(ops).await).await
     }
+    async fn increment(&self, name: &str, delta: i64, ttl: Option<std::time::Duration>) -> Result<i64> {
+        paced(self.0.increment(name, delta, ttl).await).await
+    }
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         paced(self.0.list_keys(prefix).await).await
     }

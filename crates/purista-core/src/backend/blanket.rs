@@ -1,6 +1,6 @@
 //! `impl StateStore for every Backend`: each call checked, prefixed, traced.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -138,6 +138,22 @@ impl<B: Backend> StateStore for B {
                 return Ok(());
             }
             Backend::transaction(self, ops).await.map_err(unprefix(config))
+        })
+    }
+
+    async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        traced!(self, "purista.stateStore.increment", async {
+            let config = self.config();
+            // It reads as much as it writes.
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            enabled(config.enable_set, Backend::name(self), SET_DISABLED)?;
+            check_key(self, name)?;
+            if !Backend::capabilities(self).counters {
+                return Err(unsupported(self, Capability::Counters));
+            }
+            let ttl = check_ttl(self, ttl)?;
+            let key = prefixed(&config.key_prefix, name);
+            Backend::increment(self, &key, delta, ttl).await.map_err(unprefix(config))
         })
     }
 

@@ -7,6 +7,7 @@
 //! to its granularity, and operations its [`Capabilities`] claim.
 
 mod blanket;
+mod counter;
 mod rules;
 mod steps;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use crate::{Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result,
 use rules::unsupported;
 
 pub use crate::handle::Handle;
+pub use counter::{add, counter_value};
 pub use steps::{Holds, check_steps};
 
 /// The longest TTL accepted, on every store: Dapr's `ttlInSeconds` is an
@@ -117,6 +119,18 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
     /// Applies `ops` atomically; a conflict names its key.
     fn transaction(&self, _ops: Vec<Op>) -> impl Future<Output = Result<()>> + Send {
         async { Err(unsupported(self, Capability::Transactions)) }
+    }
+    /// Adds `delta` to the counter under `key` (created with `ttl`, already
+    /// rounded, when missing) and returns the sum. The default reads and
+    /// writes by ETag, retrying on conflicts; override it with the backend's
+    /// own atomic increment.
+    fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<i64>> + Send {
+        counter::by_compare_and_swap(self, key, delta, ttl)
     }
     /// Keys starting with `prefix`, in any order.
     fn list_keys(&self, _prefix: &str) -> impl Future<Output = Result<Vec<String>>> + Send {

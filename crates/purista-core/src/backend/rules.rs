@@ -64,17 +64,22 @@ pub(super) fn check_put<B: Backend>(b: &B, key: &str, value: &Json, options: &mu
         PutMode::Update(etag) => check_etag(b, key, Some(etag))?,
         _ => {}
     }
-    if let Some(ttl) = options.ttl {
-        let Some(granularity) = caps.ttl else {
-            return Err(unsupported(b, Capability::Ttl));
-        };
-        if ttl.is_zero() || ttl > MAX_TTL {
-            let msg = format!("ttl must be positive and at most {}s, got {ttl:?}", MAX_TTL.as_secs());
-            return Err(Error::new(ErrorKind::InvalidArgument, msg));
-        }
-        options.ttl = Some(round_up(ttl, granularity));
-    }
+    options.ttl = check_ttl(b, options.ttl)?;
     Ok(())
+}
+
+/// A TTL needs the capability, is positive and at most [`MAX_TTL`], and is
+/// rounded up to the backend's step.
+pub(super) fn check_ttl<B: Backend>(b: &B, ttl: Option<Duration>) -> Result<Option<Duration>> {
+    let Some(ttl) = ttl else { return Ok(None) };
+    let Some(granularity) = Backend::capabilities(b).ttl else {
+        return Err(unsupported(b, Capability::Ttl));
+    };
+    if ttl.is_zero() || ttl > MAX_TTL {
+        let msg = format!("ttl must be positive and at most {}s, got {ttl:?}", MAX_TTL.as_secs());
+        return Err(Error::new(ErrorKind::InvalidArgument, msg));
+    }
+    Ok(Some(round_up(ttl, granularity)))
 }
 
 /// An ETag condition needs the capability, and an empty ETag matches

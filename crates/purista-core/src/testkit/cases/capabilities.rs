@@ -54,6 +54,10 @@ pub async fn unclaimed_capabilities_are_unsupported(factory: &impl Factory) {
         expect_kind(s.watch(&key).await.map(drop), ErrorKind::Unsupported, "watch");
         checked += 1;
     }
+    if !caps.counters {
+        expect_kind(s.increment(&key, 1, None).await, ErrorKind::Unsupported, "increment");
+        checked += 1;
+    }
     assert_eq!(raw(&*s, &key).await, None, "nothing written by refused calls");
     eprintln!("[purista-testkit] {}: {checked} unclaimed capabilities answer Unsupported", s.name());
 }

@@ -4,6 +4,7 @@
 mod basic;
 mod capabilities;
 mod config;
+mod counters;
 mod etag;
 mod instances;
 mod keys;
@@ -16,8 +17,8 @@ mod watch;
 use std::{future::Future, pin::Pin};
 
 pub use self::{
-    basic::*, capabilities::*, config::*, etag::*, instances::*, keys::*, list::*, transactions::*, ttl::*,
-    watch::*,
+    basic::*, capabilities::*, config::*, counters::*, etag::*, instances::*, keys::*, list::*,
+    transactions::*, ttl::*, watch::*,
 };
 use super::{Factory, concurrency};
 use crate::{Capabilities, Capability};
@@ -99,6 +100,9 @@ table! {
     ttl {
         ttl_rejects_bad_values [Ttl], ttl_expires [Ttl], ttl_metadata [Ttl, Etag],
         ttl_removed_by_plain_set [Ttl],
+    }
+    counters {
+        counter_basics [Counters], counter_concurrent [Counters], counter_ttl [Counters, Ttl, Etag],
     }
     list { list_keys_by_prefix [List] }
     watch {

@@ -1,8 +1,8 @@
 //! The in-memory store: every capability, and the reference semantics the
 //! other backends are tested against.
+mod data;
 
 use std::{
-    collections::{BTreeMap, HashMap},
     sync::{Arc, Weak},
     thread::Thread,
     time::{Duration, Instant, SystemTime},
@@ -13,9 +13,11 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
+use data::{Data, Slot, etag};
+
 use crate::{
-    Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StoreConfig,
-    WatchEvent, WatchKind, WatchStream,
+    Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StoreConfig, WatchEvent,
+    WatchKind, WatchStream,
     backend::{Backend, Holds, check_steps},
     validate_key,
 };
@@ -56,29 +58,6 @@ struct Shared {
     /// A thread rather than a task: the store must not depend on the runtime
     /// that happened to write first outliving it.
     reaper: Mutex<Option<Thread>>,
-}
-
-#[derive(Debug, Default)]
-struct Data {
-    map: HashMap<Box<str>, Slot, foldhash::fast::RandomState>,
-    /// Deadlines in order, for the reaper; one entry per live TTL.
-    expiries: BTreeMap<(Instant, u64), Box<str>>,
-    version: u64,
-}
-
-#[derive(Debug)]
-struct Slot {
-    value: Json,
-    version: u64,
-    expires: Option<Instant>,
-}
-
-impl Slot {
-    /// Reads the clock only for entries with a deadline: a clock read costs
-    /// more than the rest of a lookup on some virtual machines.
-    fn live(&self) -> bool {
-        self.expires.is_none_or(|t| t > Instant::now())
-    }
 }
 
 impl Default for DefaultStateStore {
@@ -219,75 +198,6 @@ fn reap(shared: Weak<Shared>) {
     }
 }
 
-fn etag(version: u64) -> ETag {
-    ETag::new(version.to_string())
-}
-
-fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
-    slot.is_some_and(|s| s.version.to_string() == etag.as_str())
-}
-
-impl Data {
-    fn live(&self, key: &str) -> Option<&Slot> {
-        self.map.get(key).filter(|s| s.live())
-    }
-
-    fn check_put(&self, key: &str, mode: &PutMode) -> Result<()> {
-        match mode {
-            PutMode::Upsert => Ok(()),
-            PutMode::Create if self.live(key).is_some() => Err(Error::already_exists(key)),
-            PutMode::Create => Ok(()),
-            PutMode::Update(tag) if matches(self.live(key), tag) => Ok(()),
-            PutMode::Update(_) => Err(Error::etag_mismatch(key)),
-        }
-    }
-
-    fn check_delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
-        match tag {
-            Some(tag) if !matches(self.live(key), tag) => Err(Error::etag_mismatch(key)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes and returns the new version and whether the reaper must look
-    /// at an earlier deadline.
-    fn put(&mut self, key: &str, value: Json, ttl: Option<Duration>) -> (u64, bool) {
-        self.version += 1;
-        let version = self.version;
-        let expires = ttl.map(|t| Instant::now() + t);
-        let slot = Slot { value, version, expires };
-        // Overwrite in place: no new key allocation for a key already stored.
-        let old = match self.map.get_mut(key) {
-            Some(current) => Some(std::mem::replace(current, slot)),
-            None => self.map.insert(key.into(), slot),
-        };
-        if let Some(Slot { version: v, expires: Some(t), .. }) = old {
-            self.expiries.remove(&(t, v));
-        }
-        let earliest = match expires {
-            Some(t) => {
-                let earliest = self.expiries.first_key_value().is_none_or(|((first, _), _)| t < *first);
-                self.expiries.insert((t, version), key.into());
-                earliest
-            }
-            None => false,
-        };
-        (version, earliest)
-    }
-
-    fn delete(&mut self, key: &str) -> bool {
-        match self.map.remove(key) {
-            Some(slot) => {
-                if let Some(t) = slot.expires {
-                    self.expiries.remove(&(t, slot.version));
-                }
-                slot.live()
-            }
-            None => false,
-        }
-    }
-}
-
 impl Backend for DefaultStateStore {
     fn name(&self) -> &str {
         "DefaultStateStore"
@@ -330,6 +240,21 @@ impl Backend for DefaultStateStore {
     async fn set_state(&self, key: &str, value: Json) -> Result<()> {
         // `set_state` drops the ETag: do not format one.
         self.put_value(key, value, &PutOptions::default()).map(drop)
+    }
+
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        let (sum, earliest) = {
+            let mut data = self.shared.data.write();
+            let (sum, version, earliest) = data.increment(key, delta, ttl)?;
+            if self.shared.events.receiver_count() > 0 {
+                self.emit(key, WatchKind::Set { value: Json::encode(&sum)?, etag: Some(etag(version)) });
+            }
+            (sum, earliest)
+        };
+        if ttl.is_some() {
+            self.wake_reaper(earliest);
+        }
+        Ok(sum)
     }
 
     async fn remove(&self, key: &str, tag: Option<&ETag>) -> Result<()> {

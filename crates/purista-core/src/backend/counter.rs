@@ -1,0 +1,61 @@
+//! Counters by compare-and-swap, for backends without a native increment:
+//! read the entry, write the sum under its ETag (or create it), retry on a
+//! conflict. Linearizable wherever the backend's ETag writes are.
+
+use std::time::{Duration, SystemTime};
+
+use super::Backend;
+use crate::{Error, ErrorKind, Json, PutMode, PutOptions, Result};
+
+/// Conflicts after which an increment gives up (each one is another
+/// writer's success, so the store as a whole makes progress).
+const ATTEMPTS: usize = 10_000;
+
+/// The integer a counter holds; anything else is `InvalidValue` naming the key.
+pub fn counter_value(key: &str, value: &Json) -> Result<i64> {
+    value.decode::<i64>().map_err(|_| {
+        Error::new(ErrorKind::InvalidValue, "a counter holds a JSON integer (i64)").with_key(key)
+    })
+}
+
+/// `current + delta`, or `InvalidValue` on overflow.
+pub fn add(key: &str, current: i64, delta: i64) -> Result<i64> {
+    current.checked_add(delta).ok_or_else(|| {
+        Error::new(ErrorKind::InvalidValue, format!("counter overflow: {current} + {delta}")).with_key(key)
+    })
+}
+
+/// What is left of an expiry, rounded *down* to the backend's TTL step (at
+/// least one step): a TTL is relative to the write, so rounding up would let
+/// a counter incremented often outlive its first TTL.
+fn remaining<B: Backend>(b: &B, at: SystemTime) -> Duration {
+    let step = Backend::capabilities(b).ttl.unwrap_or(Duration::from_millis(1)).as_nanos().max(1);
+    let left = at.duration_since(SystemTime::now()).unwrap_or_default().as_nanos();
+    let floored = (left / step).max(1) * step;
+    Duration::from_nanos(u64::try_from(floored).unwrap_or(u64::MAX))
+}
+
+pub(super) async fn by_compare_and_swap<B: Backend>(
+    b: &B,
+    key: &str,
+    delta: i64,
+    ttl: Option<Duration>,
+) -> Result<i64> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (next, options) = match Backend::get_entry(b, key).await? {
+            None => (delta, PutOptions { mode: PutMode::Create, ttl }),
+            Some(entry) => {
+                let next = add(key, counter_value(key, &entry.value)?, delta)?;
+                let left = entry.expires_at.map(|at| remaining(b, at));
+                (next, PutOptions { mode: PutMode::Update(entry.etag), ttl: left })
+            }
+        };
+        match Backend::put(b, key, Json::encode(&next)?, &options).await {
+            Ok(_) => return Ok(next),
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < ATTEMPTS => tokio::task::yield_now().await,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The map behind the store: slots with versions and deadlines, and the
+//! rules of a write.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    ETag, Error, Json, PutMode, Result,
+    backend::{add, counter_value},
+};
+
+#[derive(Debug, Default)]
+pub(super) struct Data {
+    pub(super) map: HashMap<Box<str>, Slot, foldhash::fast::RandomState>,
+    /// Deadlines in order, for the reaper; one entry per live TTL.
+    pub(super) expiries: BTreeMap<(Instant, u64), Box<str>>,
+    pub(super) version: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) value: Json,
+    pub(super) version: u64,
+    pub(super) expires: Option<Instant>,
+}
+
+impl Slot {
+    /// Reads the clock only for entries with a deadline: a clock read costs
+    /// more than the rest of a lookup on some virtual machines.
+    pub(super) fn live(&self) -> bool {
+        self.expires.is_none_or(|t| t > Instant::now())
+    }
+}
+
+pub(super) fn etag(version: u64) -> ETag {
+    ETag::new(version.to_string())
+}
+
+pub(super) fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
+    slot.is_some_and(|s| s.version.to_string() == etag.as_str())
+}
+
+impl Data {
+    pub(super) fn live(&self, key: &str) -> Option<&Slot> {
+        self.map.get(key).filter(|s| s.live())
+    }
+
+    pub(super) fn check_put(&self, key: &str, mode: &PutMode) -> Result<()> {
+        match mode {
+            PutMode::Upsert => Ok(()),
+            PutMode::Create if self.live(key).is_some() => Err(Error::already_exists(key)),
+            PutMode::Create => Ok(()),
+            PutMode::Update(tag) if matches(self.live(key), tag) => Ok(()),
+            PutMode::Update(_) => Err(Error::etag_mismatch(key)),
+        }
+    }
+
+    pub(super) fn check_delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
+        match tag {
+            Some(tag) if !matches(self.live(key), tag) => Err(Error::etag_mismatch(key)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes and returns the new version and whether the reaper must look
+    /// at an earlier deadline.
+    pub(super) fn put(&mut self, key: &str, value: Json, ttl: Option<Duration>) -> (u64, bool) {
+        self.version += 1;
+        let version = self.version;
+        let expires = ttl.map(|t| Instant::now() + t);
+        let slot = Slot { value, version, expires };
+        // Overwrite in place: no new key allocation for a key already stored.
+        let old = match self.map.get_mut(key) {
+            Some(current) => Some(std::mem::replace(current, slot)),
+            None => self.map.insert(key.into(), slot),
+        };
+        if let Some(Slot { version: v, expires: Some(t), .. }) = old {
+            self.expiries.remove(&(t, v));
+        }
+        let earliest = match expires {
+            Some(t) => {
+                let earliest = self.expiries.first_key_value().is_none_or(|((first, _), _)| t < *first);
+                self.expiries.insert((t, version), key.into());
+                earliest
+            }
+            None => false,
+        };
+        (version, earliest)
+    }
+
+    pub(super) fn delete(&mut self, key: &str) -> bool {
+        match self.map.remove(key) {
+            Some(slot) => {
+                if let Some(t) = slot.expires {
+                    self.expiries.remove(&(t, slot.version));
+                }
+                slot.live()
+            }
+            None => false,
+        }
+    }
+
+    /// Adds `delta` to the counter under `key`: a missing key starts at 0
+    /// with `ttl`, an existing one keeps its deadline. The sum, its version
+    /// and whether the reaper must look at an earlier deadline.
+    pub(super) fn increment(
+        &mut self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<(i64, u64, bool)> {
+        let (sum, ttl) = match self.live(key) {
+            None => (delta, ttl),
+            Some(slot) => {
+                let left = slot.expires.map(|t| t.saturating_duration_since(Instant::now()));
+                (add(key, counter_value(key, &slot.value)?, delta)?, left)
+            }
+        };
+        let (version, earliest) = self.put(key, Json::encode(&sum)?, ttl);
+        Ok((sum, version, earliest))
+    }
+}

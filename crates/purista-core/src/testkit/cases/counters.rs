@@ -1,0 +1,85 @@
+//! Counters: `increment` is atomic across instances, typed, and keeps expiry.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::support::*;
+use crate::{
+    ErrorKind, StateStoreExt,
+    testkit::{Factory, unique},
+};
+
+/// A missing counter starts at 0; sums, negative deltas; a value that is not
+/// an i64, or a sum that overflows, is `InvalidValue` and changes nothing.
+pub async fn counter_basics(factory: &impl Factory) {
+    let Some(s) = store(factory).await else { return };
+    let key = unique("counter");
+    assert_eq!(s.increment(&key, 5, None).await.unwrap(), 5);
+    assert_eq!(s.increment(&key, -7, None).await.unwrap(), -2);
+    assert_eq!(raw(&*s, &key).await, Some(json!(-2)), "stored as a plain JSON number");
+    s.set(&key, &i64::MAX).await.unwrap();
+    let err = expect_kind(s.increment(&key, 1, None).await, ErrorKind::InvalidValue, "overflow");
+    assert_eq!(err.key(), Some(key.as_str()));
+    assert_eq!(raw(&*s, &key).await, Some(json!(i64::MAX)));
+    for not_a_counter in [json!("7"), json!(1.5), json!({"n": 1}), json!(null)] {
+        s.set(&key, &not_a_counter).await.unwrap();
+        let err = expect_kind(s.increment(&key, 1, None).await, ErrorKind::InvalidValue, "not a counter");
+        assert_eq!(err.key(), Some(key.as_str()));
+        assert_eq!(raw(&*s, &key).await, Some(not_a_counter), "unchanged");
+    }
+    s.remove_state(&key).await.unwrap();
+}
+
+/// Every increment from several instances at once counts, exactly.
+pub async fn counter_concurrent(factory: &impl Factory) {
+    const INSTANCES: usize = 8;
+    const EACH: i64 = 50;
+    let Some(first) = store(factory).await else { return };
+    let key = unique("counter-shared");
+    let mut tasks = Vec::new();
+    for _ in 0..INSTANCES {
+        let Some(s) = store(factory).await else { return };
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..EACH {
+                seen.push(s.increment(&key, 1, None).await.expect("increment"));
+            }
+            seen
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.extend(task.await.expect("increments"));
+    }
+    let total = INSTANCES as i64 * EACH;
+    assert_eq!(first.get::<i64>(&key).await.unwrap(), Some(total));
+    // Each increment saw a sum of its own: none was lost or applied twice.
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    first.remove_state(&key).await.unwrap();
+}
+
+/// The TTL applies when the counter is created; later increments keep the
+/// expiry rather than extend it, so a window ends when its first TTL says.
+pub async fn counter_ttl(factory: &impl Factory) {
+    let Some(s) = store(factory).await else { return };
+    let step = s.capabilities().ttl.expect("the table runs this case only with TTL");
+    let ttl = step.max(Duration::from_secs(1)) * 2;
+    let key = unique("counter-ttl");
+    assert_eq!(s.increment(&key, 1, Some(ttl)).await.unwrap(), 1);
+    let first = s.get_entry(&key).await.unwrap().expect("entry").expires_at.expect("an expiry");
+    tokio::time::sleep(ttl / 4).await;
+    assert_eq!(s.increment(&key, 1, Some(ttl * 10)).await.unwrap(), 2);
+    let after = s.get_entry(&key).await.unwrap().expect("entry").expires_at.expect("still an expiry");
+    assert!(after <= first + Duration::from_millis(50), "not extended: {after:?} vs {first:?}");
+    tokio::time::sleep(ttl + step).await;
+    let deadline = std::time::Instant::now() + ttl * 3;
+    while raw(&*s, &key).await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the counter outlived its first TTL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.increment(&key, 1, None).await.unwrap(), 1, "a new window starts at 0");
+    s.remove_state(&key).await.unwrap();
+}
