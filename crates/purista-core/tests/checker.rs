@@ -92,7 +92,11 @@ impl Backend for Forgetful {
         Backend::get_state(&self.inner, keys).await
     }
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
-        Backend::get_entry(&self.inner, key).await
+        let entry = Backend::get_entry(&self.inner, key).await;
+        // As a network store would, let others run between a read and the
+        // write it leads to.
+        tokio::task::yield_now().await;
+        entry
     }
     async fn put(&self, key: &str, value: Json, options: &PutOptions) -> Result<Option<ETag>> {
         self.writes.fetch_add(1, Ordering::Relaxed);
@@ -160,4 +164,24 @@ async fn clients_run_until_the_fault_is_over() {
     let report = testkit::linearizable_with(&store.factory(), workload, fault).await;
     report.assert_passed();
     assert!(store.writes.load(Ordering::Relaxed) >= 200, "clients stopped while the fault ran: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_counts_every_increment() {
+    testkit::counter(&memory()).await;
+}
+
+/// Increments by compare-and-swap on the forgetful store: an update that
+/// goes through despite a stale ETag loses another increment, which the
+/// counter check must see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_on_a_forgetful_store_is_caught() {
+    let store = Forgetful::new(Some(20));
+    let workload = Workload { instances: 6, ops_per_client: 100, ..Workload::default() };
+    let report = testkit::counter_with(&store.factory(), workload, async {}).await;
+    let forgot = store.forgot.load(Ordering::Relaxed);
+    assert!(forgot >= 1, "the workload reached the broken path {forgot} times: {report}");
+    let violation = report.violation.as_deref().expect("the lost increments are caught");
+    assert!(violation.contains("same sum") || violation.contains("ends at"), "{violation}");
+    eprintln!("caught, as expected ({forgot} forgotten checks):\n{violation}");
 }

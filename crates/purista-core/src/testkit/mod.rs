@@ -45,7 +45,9 @@ use std::{
 };
 
 pub use cases::*;
-pub use concurrency::{Mix, Report, Workload, bank, bank_with, linearizable, linearizable_with};
+pub use concurrency::{
+    Mix, Report, Workload, bank, bank_with, counter, counter_with, linearizable, linearizable_with,
+};
 pub use runner::main;
 
 use crate::{StateStore, StoreConfig};

@@ -113,5 +113,5 @@ table! {
         instances_share_state [], many_instances_connect_at_once [],
         service_destroy_keeps_shared_store [], destroy_keeps_other_handles [],
     }
-    concurrency { linearizable [Etag, CreateOnly], bank [Etag, Transactions] }
+    concurrency { linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters] }
 }

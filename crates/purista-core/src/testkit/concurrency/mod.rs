@@ -16,6 +16,7 @@
 
 mod bank;
 mod client;
+mod counter;
 mod drive;
 mod workload;
 
@@ -33,6 +34,7 @@ use super::{
 
 use self::{client::*, drive::*, workload::*};
 pub use bank::bank_with;
+pub use counter::counter_with;
 pub use workload::{Mix, Workload};
 
 /// How long the final reads may keep retrying after a fault.
@@ -121,6 +123,12 @@ impl std::fmt::Display for Report {
 /// if the store is not linearizable per key.
 pub async fn linearizable(factory: &impl Factory) {
     linearizable_with(factory, Workload::default(), async {}).await.assert_passed();
+}
+
+/// Increments from every client with the default workload; panics if an
+/// acknowledged increment was lost or applied twice. Needs counters.
+pub async fn counter(factory: &impl Factory) {
+    counter_with(factory, Workload::default(), async {}).await.assert_passed();
 }
 
 /// Jepsen's bank test with the default workload; panics if a read sees
