@@ -10,9 +10,10 @@ use std::{
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
+use integration_tests::fixtures::NatsServer;
 use purista_core::{ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, WatchKind, testkit::unique};
 use purista_nats_state_store::{NO_JETSTREAM, NatsStateStore, RemoveMode, key};
-use support_nats::{Proc, builder, raw, url};
+use support_nats::{builder, raw, url};
 
 /// The keys NATS cannot hold as they are, plus a few it can.
 const EDGE: [&str; 14] =
@@ -216,7 +217,7 @@ async fn existing_bucket_is_used_as_it_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_jetstream_is_purista_error() {
-    let Some(server) = Proc::start("nojs", &[]).await else { return };
+    let Some(server) = NatsServer::new("nojs").start().await else { return };
     let err = NatsStateStore::connect(server.url()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert_eq!(err.message(), NO_JETSTREAM);
@@ -225,9 +226,7 @@ async fn no_jetstream_is_purista_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_never_leak() {
-    let Some(server) =
-        Proc::start("auth", &["-js", "-sd", "{dir}", "--user", "ada", "--pass", "s3cr3t-pw"]).await
-    else {
+    let Some(server) = NatsServer::new("auth").jetstream().user("ada", "s3cr3t-pw").start().await else {
         return;
     };
     let store = NatsStateStore::builder()
@@ -250,7 +249,7 @@ async fn credentials_never_leak() {
         assert!(!text.contains("s3cr3t"), "{text}");
     }
     // Token authentication, and a wrong token.
-    let Some(server) = Proc::start("token", &["-js", "-sd", "{dir}", "--auth", "t0ken-s3cr3t"]).await else {
+    let Some(server) = NatsServer::new("token").jetstream().token("t0ken-s3cr3t").start().await else {
         return;
     };
     let store = NatsStateStore::builder().server(server.url()).token("t0ken-s3cr3t").connect().await.unwrap();
@@ -259,7 +258,7 @@ async fn credentials_never_leak() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(!format!("{err} {err:?} {store:?}").contains("s3cr3t"), "{err:?}");
     // A password in the URL stays out of errors too.
-    let url = format!("nats://ada:url-s3cr3t@127.0.0.1:{}", support_nats::free_port());
+    let url = format!("nats://ada:url-s3cr3t@127.0.0.1:{}", integration_tests::ports::free_port());
     let err = NatsStateStore::connect(url).await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains("url-s3cr3t"), "{err:?}");
 }
@@ -626,7 +625,7 @@ async fn batched_get_is_bounded_and_typed_on_odd_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_state_with_the_server_gone_is_bounded() {
-    let Some(mut server) = Proc::start("gone", &["-js", "-sd", "{dir}"]).await else { return };
+    let Some(mut server) = NatsServer::new("gone").jetstream().start().await else { return };
     let options = async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_millis(500)));
     let store = builder(&server.url(), "gone").connect_options(options).connect().await.unwrap();
     assert!(format!("{store:?}").contains("batched_get: true"), "{store:?}");

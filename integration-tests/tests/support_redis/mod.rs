@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod tls;
-pub mod topology;
 
 use std::sync::Arc;
 
