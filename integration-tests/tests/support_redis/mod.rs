@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod tls;
+pub mod watch;
 
 use std::sync::Arc;
 
