@@ -17,6 +17,10 @@ pub async fn url() -> Option<String> {
     integration_tests::fixtures::nats().await.map(|s| s.url().to_owned())
 }
 
+/// The keys NATS cannot hold as they are, plus a few it can.
+pub const EDGE: [&str; 14] =
+    ["session:abc", "a b", "ключ", "🔑", "..", ".", "a.", ".a", "a..b", "*", ">", "a.*", "a=b", "user.42"];
+
 /// A bucket name no other test uses (`[a-zA-Z0-9_-]+`).
 pub fn bucket(name: &str) -> String {
     unique(name).replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'), "_")
