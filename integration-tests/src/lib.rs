@@ -5,3 +5,8 @@
 pub mod fixtures;
 pub mod ports;
 pub mod tls;
+
+/// The repository README: its examples compile as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

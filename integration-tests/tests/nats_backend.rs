@@ -1,5 +1,6 @@
 //! What is specific to the NATS store: the key mapping on a real server,
 //! interop with raw async-nats, bucket handling, capabilities and errors.
+//! (Batched reads are in `nats_get_state.rs` and `nats_direct_get.rs`.)
 
 mod support_nats;
 
@@ -10,13 +11,10 @@ use std::{
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
+use integration_tests::fixtures::NatsServer;
 use purista_core::{ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, WatchKind, testkit::unique};
 use purista_nats_state_store::{NO_JETSTREAM, NatsStateStore, RemoveMode, key};
-use support_nats::{Proc, builder, raw, url};
-
-/// The keys NATS cannot hold as they are, plus a few it can.
-const EDGE: [&str; 14] =
-    ["session:abc", "a b", "ключ", "🔑", "..", ".", "a.", ".a", "a..b", "*", ">", "a.*", "a=b", "user.42"];
+use support_nats::{EDGE, builder, raw, url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_plain_json_under_the_mapped_key() {
@@ -217,7 +215,7 @@ async fn existing_bucket_is_used_as_it_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_jetstream_is_purista_error() {
-    let Some(server) = Proc::start("nojs", &[]).await else { return };
+    let Some(server) = NatsServer::new("nojs").start().await else { return };
     let err = NatsStateStore::connect(server.url()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert_eq!(err.message(), NO_JETSTREAM);
@@ -226,9 +224,7 @@ async fn no_jetstream_is_purista_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_never_leak() {
-    let Some(server) =
-        Proc::start("auth", &["-js", "-sd", "{dir}", "--user", "ada", "--pass", "s3cr3t-pw"]).await
-    else {
+    let Some(server) = NatsServer::new("auth").jetstream().user("ada", "s3cr3t-pw").start().await else {
         return;
     };
     let store = NatsStateStore::builder()
@@ -251,7 +247,7 @@ async fn credentials_never_leak() {
         assert!(!text.contains("s3cr3t"), "{text}");
     }
     // Token authentication, and a wrong token.
-    let Some(server) = Proc::start("token", &["-js", "-sd", "{dir}", "--auth", "t0ken-s3cr3t"]).await else {
+    let Some(server) = NatsServer::new("token").jetstream().token("t0ken-s3cr3t").start().await else {
         return;
     };
     let store = NatsStateStore::builder().server(server.url()).token("t0ken-s3cr3t").connect().await.unwrap();
@@ -260,33 +256,9 @@ async fn credentials_never_leak() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(!format!("{err} {err:?} {store:?}").contains("s3cr3t"), "{err:?}");
     // A password in the URL stays out of errors too.
-    let url = format!("nats://ada:url-s3cr3t@127.0.0.1:{}", support_nats::free_port());
+    let url = format!("nats://ada:url-s3cr3t@127.0.0.1:{}", integration_tests::ports::free_port());
     let err = NatsStateStore::connect(url).await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains("url-s3cr3t"), "{err:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_state_beats_one_by_one_gets() {
-    let Some(url) = url().await else { return };
-    let store = builder(&url, "bulk").connect().await.unwrap();
-    let keys: Vec<String> = (0..200).map(|i| format!("bulk:{i}")).collect();
-    for (i, k) in keys.iter().enumerate() {
-        store.set(k, &i).await.unwrap();
-    }
-    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    let map = store.get_state(&names).await.unwrap();
-    let bulk = started.elapsed();
-    let started = Instant::now();
-    for k in &names {
-        store.get::<usize>(k).await.unwrap();
-    }
-    let one_by_one = started.elapsed();
-    eprintln!("200 keys: get_state {bulk:?}, one by one {one_by_one:?}");
-    for (i, k) in keys.iter().enumerate() {
-        assert_eq!(map[k.as_str()], Some(Json::encode(&i).unwrap()));
-    }
-    assert!(bulk < one_by_one, "one batched get beats sequential ones");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,389 +291,4 @@ async fn keys_too_long_once_mapped_are_refused_before_sending() {
     let fits = "ß".repeat(400);
     store.set(&fits, &2).await.unwrap();
     assert_eq!(store.get::<i32>(&fits).await.unwrap(), Some(2));
-}
-
-/// Writes every kind of entry a bucket holds for a key (under the store's own
-/// key prefix, `key_prefix`) and returns the names to ask for, repeats
-/// included, with the answer each must get.
-async fn mixed_entries(
-    store: &NatsStateStore,
-    bucket: &kv::Store,
-    key_prefix: &str,
-) -> (Vec<String>, BTreeMap<String, Option<Json>>) {
-    let raw_key = |name: &str| key::encode(&format!("{key_prefix}{name}"));
-    let mut want = BTreeMap::new();
-    // First, so that it has run out by the time everything else is written.
-    let ttl_set = Instant::now();
-    store
-        .put("expired", Json::encode(&0).unwrap(), PutOptions::default().ttl(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    want.insert("expired".to_string(), None);
-
-    let put = |name: &'static str, v: i64| async move {
-        store.set(name, &v).await.unwrap();
-        (name.to_string(), Some(Json::encode(&v).unwrap()))
-    };
-    want.extend([put("live.1", 1).await, put("user.42", 42).await]);
-    store
-        .put("ttl.long", Json::encode(&"x").unwrap(), PutOptions::default().ttl(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    want.insert("ttl.long".to_string(), Some(Json::encode(&"x").unwrap()));
-    for (i, k) in EDGE.iter().enumerate() {
-        let name = format!("edge:{k}");
-        store.set(&name, &i).await.unwrap();
-        want.insert(name, Some(Json::encode(&i).unwrap()));
-    }
-    for name in ["deleted", "purged", "raw.deleted"] {
-        store.set(name, &1).await.unwrap();
-        want.insert(name.to_string(), None);
-    }
-    store.remove_state("deleted").await.unwrap();
-    bucket.purge(raw_key("purged")).await.unwrap();
-    bucket.delete(raw_key("raw.deleted")).await.unwrap();
-    // Written by another client.
-    bucket.put(raw_key("raw:put"), r#"{"by":"raw"}"#.into()).await.unwrap();
-    want.insert("raw:put".to_string(), Some(Json::from_stored(r#"{"by":"raw"}"#)));
-    for name in ["missing", "missing:too", "ключ.missing"] {
-        want.insert(name.to_string(), None);
-    }
-    let mut names: Vec<String> = want.keys().cloned().collect();
-    names.extend(["live.1", "missing", "edge:a b", "live.1"].map(String::from));
-
-    let left = Duration::from_millis(2500).saturating_sub(ttl_set.elapsed());
-    tokio::time::sleep(left).await;
-    (names, want)
-}
-
-/// `get_state` of `names` is `want`, and each name read on its own agrees.
-async fn assert_reads(store: &NatsStateStore, names: &[String], want: &BTreeMap<String, Option<Json>>) {
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let state = store.get_state(&refs).await.unwrap();
-    let got: BTreeMap<String, Option<Json>> = state.into_iter().collect();
-    assert_eq!(&got, want, "get_state");
-    for name in names {
-        assert_eq!(&store.get_value(name).await.unwrap(), &want[name], "get_value({name:?})");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_state_batched_matches_key_by_key_reads() {
-    let Some(url) = url().await else { return };
-    let prefix = "svc:1.";
-    let store = builder(&url, "batched")
-        .store_config(purista_core::StoreConfig::default().key_prefix(prefix))
-        .connect()
-        .await
-        .unwrap();
-    assert!(format!("{store:?}").contains("batched_get: true"), "{store:?}");
-    let js = raw(&url).await;
-    let bucket = js.get_key_value(store.bucket()).await.unwrap();
-    let (names, want) = mixed_entries(&store, &bucket, prefix).await;
-    assert_reads(&store, &names, &want).await;
-
-    // The same entries through a store without the prefix.
-    let plain = builder(&url, "batched").bucket(store.bucket()).connect().await.unwrap();
-    let full: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
-    let want: BTreeMap<String, Option<Json>> =
-        want.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
-    assert_reads(&plain, &full, &want).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_state_falls_back_to_key_by_key_without_direct_get() {
-    let Some(url) = url().await else { return };
-    let first = builder(&url, "nodirect").connect().await.unwrap();
-    let js = raw(&url).await;
-    let stream = js.get_stream(format!("KV_{}", first.bucket())).await.unwrap();
-    let mut config = stream.cached_info().config.clone();
-    config.allow_direct = false;
-    js.update_stream(&config).await.unwrap();
-
-    let store = builder(&url, "nodirect").bucket(first.bucket()).connect().await.unwrap();
-    assert!(format!("{store:?}").contains("batched_get: false"), "{store:?}");
-    let bucket = js.get_key_value(store.bucket()).await.unwrap();
-    let (names, want) = mixed_entries(&store, &bucket, "").await;
-    assert_reads(&store, &names, &want).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_state_of_more_names_than_one_request_takes() {
-    let Some(url) = url().await else { return };
-    let store = builder(&url, "chunks").connect().await.unwrap();
-    // 2500 names: more than the 1024 one answer may hold, and 300 of them
-    // long enough (about 3 KB mapped) that the request bodies outgrow 1 MiB.
-    let names: Vec<String> = (0..2500)
-        .map(|i| if i % 25 == 0 { format!("long:{i}:{}", "ß".repeat(500)) } else { format!("k.{i}") })
-        .chain((0..300).map(|i| format!("l:{i}:{}", ":".repeat(990))))
-        .collect();
-    let written: Vec<&String> =
-        names.iter().enumerate().filter(|(i, _)| i % 5 != 0).map(|(_, n)| n).collect();
-    for group in written.chunks(200) {
-        let puts = group.iter().map(|n| store.set_state(n, Json::encode(&n.len()).unwrap()));
-        for r in futures_util::future::join_all(puts).await {
-            r.unwrap();
-        }
-    }
-    let mut asked: Vec<&str> = names.iter().map(String::as_str).collect();
-    asked.extend(names.iter().take(50).map(String::as_str)); // repeats
-    let started = Instant::now();
-    let state = store.get_state(&asked).await.unwrap();
-    eprintln!("get_state of {} names: {:?}", asked.len(), started.elapsed());
-    assert_eq!(state.len(), names.len());
-    for (i, n) in names.iter().enumerate() {
-        let want = (i % 5 != 0).then(|| Json::encode(&n.len()).unwrap());
-        assert_eq!(state[n.as_str()], want, "{i}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_state_is_one_point_in_time() {
-    let Some(url) = url().await else { return };
-    let store = builder(&url, "snapshot").connect().await.unwrap();
-    // The writer sets `a` then `b` to each next number: at any one point in
-    // time `a` is `b` or one ahead. Key-by-key reads tear now and then.
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for i in 1u64.. {
-                store.set("a", &i).await.unwrap();
-                store.set("b", &i).await.unwrap();
-            }
-        })
-    };
-    let started = Instant::now();
-    let mut reads = 0;
-    while started.elapsed() < Duration::from_millis(1500) {
-        let state = store.get_state(&["b", "a"]).await.unwrap();
-        let n = |k: &str| state[k].as_ref().map_or(0, |j| j.decode::<u64>().unwrap());
-        let (a, b) = (n("a"), n("b"));
-        assert!(a == b || a == b + 1, "torn read: a = {a}, b = {b}");
-        reads += 1;
-    }
-    writer.abort();
-    eprintln!("{reads} consistent reads");
-}
-
-/// One answer frame of the fake responder: header block (status line
-/// included) and payload.
-type Frame = (Option<String>, String);
-
-/// A direct-get responder that answers from a script, speaking the raw NATS
-/// protocol (async-nats cannot send status lines): each request takes the next
-/// list of frames. Returns the request bodies it saw.
-async fn scripted_direct_get(
-    url: &str,
-    subject: &str,
-    script: Vec<Vec<Frame>>,
-) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let addr = url.trim_start_matches("nats://");
-    let (read, mut write) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
-    let mut read = BufReader::new(read);
-    let mut line = String::new();
-    read.read_line(&mut line).await.unwrap(); // INFO
-    let hello = format!(
-        "CONNECT {{\"verbose\":false,\"headers\":true,\"protocol\":1}}\r\nSUB {subject} 1\r\nPING\r\n"
-    );
-    write.write_all(hello.as_bytes()).await.unwrap();
-    while line.trim() != "PONG" {
-        line.clear();
-        assert!(read.read_line(&mut line).await.unwrap() > 0, "fake responder: connection closed");
-    }
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let requests = seen.clone();
-    tokio::spawn(async move {
-        let mut script = script.into_iter();
-        loop {
-            line.clear();
-            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let parts: Vec<String> = line.split_whitespace().map(String::from).collect();
-            let (reply, len) = match parts.first().map(String::as_str) {
-                Some("PING") => {
-                    write.write_all(b"PONG\r\n").await.unwrap();
-                    continue;
-                }
-                // MSG <subject> <sid> <reply> <len>, HMSG ... <header len> <total len>
-                Some("MSG" | "HMSG") if parts.len() >= 5 => {
-                    (parts[3].clone(), parts.last().unwrap().parse().unwrap())
-                }
-                _ => continue,
-            };
-            let mut body = vec![0; len + 2];
-            read.read_exact(&mut body).await.unwrap();
-            requests.lock().unwrap().push(String::from_utf8_lossy(&body[..len]).into_owned());
-            for (headers, payload) in script.next().unwrap_or_default() {
-                let frame = match headers {
-                    Some(h) => {
-                        format!("HPUB {reply} {} {}\r\n{h}{payload}\r\n", h.len(), h.len() + payload.len())
-                    }
-                    None => format!("PUB {reply} {}\r\n{payload}\r\n", payload.len()),
-                };
-                write.write_all(frame.as_bytes()).await.unwrap();
-            }
-        }
-    });
-    seen
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batched_get_is_bounded_and_typed_on_odd_answers() {
-    let Some(url) = url().await else { return };
-    let options = async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_millis(500)));
-    let store = builder(&url, "odd").connect_options(options).connect().await.unwrap();
-    assert!(format!("{store:?}").contains("batched_get: true"), "{store:?}");
-    let name = store.bucket().to_owned();
-    // The server stops answering direct gets; the store still sends them.
-    let js = raw(&url).await;
-    let stream = js.get_stream(format!("KV_{name}")).await.unwrap();
-    let mut config = stream.cached_info().config.clone();
-    config.allow_direct = false;
-    js.update_stream(&config).await.unwrap();
-    let err = store.get_state(&["k1"]).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "no responders: {err}");
-
-    let data = |key: &str, extra: &str, payload: &str| -> Frame {
-        let h = format!(
-            "NATS/1.0\r\nNats-Stream: KV_{name}\r\nNats-Subject: $KV.{name}.{key}\r\nNats-Sequence: 7\r\n\
-             Nats-Time-Stamp: 2025-01-01T00:00:00Z\r\n{extra}\r\n"
-        );
-        (Some(h), payload.to_owned())
-    };
-    let status = |line: &str, headers: &str| -> Frame {
-        (Some(format!("NATS/1.0 {line}\r\n{headers}\r\n")), String::new())
-    };
-    let eob = |pending: u32| status("204 EOB", &format!("Nats-Num-Pending: {pending}\r\n"));
-    let script = vec![
-        vec![],                             // silence
-        vec![data("k1", "", "1")],          // stops half way
-        vec![(None, "garbage".to_owned())], // no headers at all
-        // An unreadable time stamp.
-        vec![(
-            Some("NATS/1.0\r\nNats-Subject: x\r\nNats-Sequence: 1\r\nNats-Time-Stamp: soon\r\n\r\n".into()),
-            "1".into(),
-        )],
-        vec![status("413 Too Many Results", "")],
-        vec![status("204 EOB", "")],       // no Nats-Num-Pending
-        vec![eob(3)],                      // cut, but nothing sent
-        vec![data("k1", "", "1"), eob(1)], // cut after k1 ...
-        vec![data("k2", "", "2"), eob(0)], // ... the rest asked again
-        vec![status("404 No Results", "")],
-        vec![data("other", "", "9"), data("k1", "KV-Operation: DEL\r\n", ""), eob(0)],
-    ];
-    let requests = scripted_direct_get(&url, &format!("$JS.API.DIRECT.GET.KV_{name}"), script).await;
-
-    let kind = |r: purista_core::Result<purista_core::StateMap>| {
-        let err = r.map(drop).unwrap_err();
-        eprintln!("{err}");
-        err.kind()
-    };
-    for want in [ErrorKind::Timeout, ErrorKind::Timeout] {
-        let started = Instant::now();
-        assert_eq!(kind(store.get_state(&["k1", "k2"]).await), want);
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "bounded by the request timeout: {:?}",
-            started.elapsed()
-        );
-    }
-    for _ in 0..5 {
-        assert_eq!(kind(store.get_state(&["k1", "k2"]).await), ErrorKind::Backend);
-    }
-    let state = store.get_state(&["k1", "k2"]).await.unwrap();
-    assert_eq!(state["k1"], Some(Json::encode(&1).unwrap()));
-    assert_eq!(state["k2"], Some(Json::encode(&2).unwrap()));
-    let second = requests.lock().unwrap()[8].clone();
-    assert!(
-        second.contains(&format!("$KV.{name}.k2")) && !second.contains(&format!("$KV.{name}.k1\"")),
-        "{second}"
-    );
-    assert_eq!(store.get_state(&["k1"]).await.unwrap()["k1"], None, "404: no results");
-    let state = store.get_state(&["k1"]).await.unwrap();
-    assert_eq!(state.len(), 1);
-    assert_eq!(state["k1"], None, "a delete marker; the unasked key is ignored");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_state_with_the_server_gone_is_bounded() {
-    let Some(mut server) = Proc::start("gone", &["-js", "-sd", "{dir}"]).await else { return };
-    let options = async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_millis(500)));
-    let store = builder(&server.url(), "gone").connect_options(options).connect().await.unwrap();
-    assert!(format!("{store:?}").contains("batched_get: true"), "{store:?}");
-    store.set("k", &1).await.unwrap();
-    server.kill();
-    let started = Instant::now();
-    let err = store.get_state(&["k", "j"]).await.unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Unavailable), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "bounded: {:?}", started.elapsed());
-}
-
-/// A real mirror of the bucket, in the stream's direct-get queue group
-/// (`mirror_direct`, as async-nats and nats.go make KV mirrors), that reads
-/// like one that has not caught up, whatever the timing: it takes only the
-/// origin's `old` key and holds it as `a`, and has no `b`.
-async fn lagging_mirror(url: &str, bucket: &str) {
-    use async_nats::jetstream::stream::{Config, Source, StorageType, SubjectTransform};
-    let js = raw(url).await;
-    let config = Config {
-        name: format!("KV_{bucket}_mirror"),
-        storage: StorageType::Memory,
-        mirror: Some(Source {
-            name: format!("KV_{bucket}"),
-            subject_transforms: vec![SubjectTransform {
-                source: format!("$KV.{bucket}.old"),
-                destination: format!("$KV.{bucket}.a"),
-            }],
-            ..Default::default()
-        }),
-        mirror_direct: true,
-        allow_direct: true,
-        ..Default::default()
-    };
-    let mut mirror = js.create_stream(config).await.expect("create the mirror");
-    // It joins the direct-get queue group once it has caught up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mirror.info().await.unwrap().state.messages < 1 {
-        assert!(Instant::now() < deadline, "the mirror never caught up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// On a one-replica bucket reads stay direct gets, but only the stream's own
-/// answers count: a mirror in the direct-get queue group that has not caught
-/// up, and a miss, are asked again at the stream leader.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_mirror_does_not_answer_reads_on_one_replica() {
-    let Some(url) = url().await else { return };
-    let store = builder(&url, "mirrored").connect().await.unwrap();
-    assert!(format!("{store:?}").contains("reads: SingleReplica"), "{store:?}");
-    store.set("old", &1).await.unwrap();
-    store.set("a", &2).await.unwrap();
-    store.set("b", &2).await.unwrap();
-    lagging_mirror(&url, store.bucket()).await;
-    let two = Some(Json::encode(&2).unwrap());
-    for i in 0..32 {
-        assert_eq!(store.get_value("a").await.unwrap(), two, "get a, read {i}");
-        assert_eq!(store.get_value("b").await.unwrap(), two, "get b, read {i}");
-        let entry = store.get_entry("a").await.unwrap().unwrap();
-        assert_eq!(Some(entry.value), two, "get_entry a, read {i}");
-        let state = store.get_state(&["a", "b"]).await.unwrap();
-        assert_eq!((&state["a"], &state["b"]), (&two, &two), "get_state, read {i}");
-    }
-    // Replica reads take whatever answers: the mirror's older value too
-    // (the server gives each request to one member of the queue group).
-    let replica =
-        builder(&url, "mirrored").bucket(store.bucket()).replica_reads(true).connect().await.unwrap();
-    assert!(format!("{replica:?}").contains("reads: Replicas"), "{replica:?}");
-    let mut stale = 0;
-    for _ in 0..32 {
-        if replica.get_value("a").await.unwrap() != two {
-            stale += 1;
-        }
-    }
-    eprintln!("replica reads: {stale} of 32 answered by the mirror");
-    assert!(stale > 0, "with replica reads the mirror's answers count");
 }

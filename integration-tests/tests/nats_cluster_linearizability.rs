@@ -23,12 +23,13 @@ use std::{
 };
 
 use async_nats::ConnectOptions;
+use integration_tests::fixtures::nats_cluster::Cluster;
 use purista_core::{
     StateStore, StoreConfig,
     testkit::{Report, Workload, bank_with, linearizable_with},
 };
 use purista_nats_state_store::{NatsStateStore, NatsStateStoreBuilder, Storage};
-use support_nats::{bucket, cluster::Cluster};
+use support_nats::bucket;
 use support_pace::Paced;
 
 /// A JetStream request (and so a store call) fails after this long ...
@@ -74,7 +75,7 @@ async fn kill_and_restart_leader(cluster: &mut Cluster, bucket: &str) {
     let killed = Instant::now();
     eprintln!("killed n{} (stream leader {leader:?})", victim + 1);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.nodes[victim].restart().await;
+    cluster.nodes[victim].restart().await.expect("restart the killed node");
     eprintln!("n{} back after {:?}", victim + 1, killed.elapsed());
     // Traffic while the restarted node catches up.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -107,7 +108,7 @@ async fn setup(
     let cluster = Cluster::start().await?;
     let urls = cluster.urls();
     let bucket = bucket(name);
-    cluster.connect(|| builder(&urls, 0, &bucket)).await;
+    support_nats::cluster::connect(|| builder(&urls, 0, &bucket)).await;
     let next = AtomicUsize::new(0);
     let factory = {
         let bucket = bucket.clone();

@@ -14,10 +14,12 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use integration_tests::fixtures::{Kind, Options, Server};
+use integration_tests::{
+    fixtures::{Kind, Options, Server, nats_cluster::Cluster},
+    ports::free_port,
+};
 use purista_core::{StateStore, StateStoreExt};
 use purista_nats_state_store::{NatsStateStore, Storage};
-use support_nats::{cluster::Cluster, free_port};
 use tokio::task::JoinHandle;
 
 /// What a writer saw: the writes the server acknowledged, in order, and how
@@ -146,22 +148,17 @@ async fn kill_loses_no_acknowledged_write() {
 async fn cluster_node_death_loses_no_acknowledged_write() {
     let Some(mut cluster) = Cluster::start().await else { return };
     let urls = cluster.urls();
-    let store = cluster
-        .connect(|| {
-            NatsStateStore::builder()
-                .servers(urls.clone())
-                .bucket("cluster")
-                .replicas(3)
-                .storage(Storage::File)
-        })
-        .await;
+    let store = support_nats::cluster::connect(|| {
+        NatsStateStore::builder().servers(urls.clone()).bucket("cluster").replicas(3).storage(Storage::File)
+    })
+    .await;
     let connected = store.client().server_info().port;
     let store: Arc<dyn StateStore> = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let task = writer(store.clone(), stop.clone(), Arc::default());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     // Kill the node the client is connected to: the client must move on too.
-    let victim = cluster.nodes.iter().position(|n| n.port == connected).unwrap_or(0);
+    let victim = cluster.nodes.iter().position(|n| n.port() == connected).unwrap_or(0);
     cluster.nodes[victim].kill();
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;

@@ -9,9 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::{HeaderMap, jetstream::kv};
 use futures_util::StreamExt;
+use integration_tests::fixtures::NatsServer;
 use purista_core::{Capability, ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, WatchKind};
 use purista_nats_state_store::{BucketSettings, NatsStateStore, Storage};
-use support_nats::{Proc, builder, proxy::StallingProxy, raw, url};
+use support_nats::{builder, proxy::StallingProxy, raw, url};
 
 /// The next watch event, waiting at most 10 s.
 async fn next(watch: &mut purista_core::WatchStream) -> purista_core::WatchEvent {
@@ -295,7 +296,7 @@ async fn foreign_keys_with_equals_follow_the_stated_rule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_errors_name_the_callers_key() {
-    let Some(mut server) = Proc::start("read-errors", &["-js", "-sd", "{dir}"]).await else { return };
+    let Some(mut server) = NatsServer::new("read-errors").jetstream().start().await else { return };
     let options = async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_millis(500)));
     let store = builder(&server.url(), "read-errors").connect_options(options).connect().await.unwrap();
     store.set("session:abc", &1).await.unwrap();

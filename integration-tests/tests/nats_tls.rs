@@ -19,7 +19,7 @@ async fn untrusted_certificate_or_wrong_password_is_a_clear_error() {
     for (ca, password) in [("other-ca", PASSWORD), ("ca", "not-the-password")] {
         let started = Instant::now();
         let ca = certs.path(&format!("{ca}.crt"));
-        let err = builder(server.port, ca, password, "tls").connect().await.expect_err("must not connect");
+        let err = builder(server.port(), ca, password, "tls").connect().await.expect_err("must not connect");
         let text = format!("{err} {err:?}");
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{text}");
         assert!(!text.contains(PASSWORD) && !text.contains("not-the-password"), "no password: {text}");

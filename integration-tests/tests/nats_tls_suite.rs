@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         None => None,
     };
     // One bucket for the whole suite: its cases share data, as on a real server.
-    let target = server.as_ref().zip(certs.as_ref()).map(|(s, c)| (s.port, c.path("ca.crt")));
+    let target = server.as_ref().zip(certs.as_ref()).map(|(s, c)| (s.port(), c.path("ca.crt")));
     let bucket = support_nats::bucket("tls-suite");
     let factory = move |config: StoreConfig| {
         let builder =

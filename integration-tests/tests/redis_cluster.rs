@@ -4,13 +4,13 @@
 
 mod support_redis;
 
+use integration_tests::fixtures::redis_topology::Cluster;
 use purista_core::{ErrorKind, Json, Op, StateStore, StateStoreExt, testkit::unique};
 use purista_redis_state_store::fred::util::redis_keyslot;
-use support_redis::topology::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_lists_and_transactions_across_slots() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = Cluster::start().await else { return };
     let store = support_redis::builder(&cluster.url()).connect().await.expect("connect to the cluster");
     assert!(store.is_cluster());
     let p = unique("spread");

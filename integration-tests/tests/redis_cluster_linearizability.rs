@@ -12,17 +12,16 @@ mod support_redis;
 use std::{
     future::Future,
     pin::Pin,
-    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use integration_tests::fixtures::redis_topology::{Cluster, cli};
 use purista_core::{
     StateStore, StoreConfig,
     testkit::{Report, Workload, bank_with, linearizable_with, unique},
 };
 use support_pace::Paced;
-use support_redis::topology::{Cluster, cli};
 
 /// A command fails after this long ...
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -65,29 +64,18 @@ fn owner(cluster: &Cluster, tag: &str) -> u16 {
     owner.expect("one master owns the slot")
 }
 
-fn pid(port: u16) -> String {
-    let info = cli(port, &["INFO", "server"]);
-    let line = info.lines().find_map(|l| l.strip_prefix("process_id:"));
-    line.expect("INFO names the process").trim().to_owned()
-}
-
-fn signal(sig: &str, pid: &str) {
-    let status = Command::new("kill").args([sig, pid]).status().expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
-
-/// Freezes the master `port` (process `pid`) for [`FROZEN`] while the
-/// clients run, resumes it, and waits (bounded) until every node of
-/// `ports` says the cluster is ok.
-async fn freeze(port: u16, pid: String, ports: Vec<u16>) {
+/// Freezes the master `port` (SIGSTOP) for [`FROZEN`] while the clients
+/// run, resumes it, and waits (bounded) until every node says the cluster
+/// is ok.
+async fn freeze(cluster: &mut Cluster, port: u16) {
     tokio::time::sleep(Duration::from_secs(1)).await;
-    signal("-STOP", &pid);
+    cluster.node(port).pause().expect("SIGSTOP the master");
     let frozen = Instant::now();
     tokio::time::sleep(FROZEN).await;
-    signal("-CONT", &pid);
+    cluster.node(port).resume().expect("SIGCONT the master");
     eprintln!("master {port} frozen for {:?}", frozen.elapsed());
     let deadline = Instant::now() + Duration::from_secs(30);
-    for node in ports {
+    for node in cluster.ports.clone() {
         loop {
             let info =
                 tokio::task::spawn_blocking(move || cli(node, &["CLUSTER", "INFO"])).await.expect("cli");
@@ -103,12 +91,11 @@ async fn freeze(port: u16, pid: String, ports: Vec<u16>) {
 }
 
 /// Starts the cluster and names the master to freeze.
-fn setup() -> Option<(Cluster, String, u16, String)> {
-    let cluster = Cluster::start()?;
+async fn setup() -> Option<(Cluster, String, u16)> {
+    let cluster = Cluster::start().await?;
     let tag = unique("lin");
     let port = owner(&cluster, &tag);
-    let pid = pid(port);
-    Some((cluster, tag, port, pid))
+    Some((cluster, tag, port))
 }
 
 fn conclude(report: &Report) {
@@ -118,17 +105,16 @@ fn conclude(report: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_while_a_master_is_frozen() {
-    let Some((cluster, tag, port, pid)) = setup() else { return };
-    let report =
-        linearizable_with(&factory(cluster.url(), tag), workload(), freeze(port, pid, cluster.ports.clone()))
-            .await;
+    let Some((mut cluster, tag, port)) = setup().await else { return };
+    let factory = factory(cluster.url(), tag);
+    let report = linearizable_with(&factory, workload(), freeze(&mut cluster, port)).await;
     conclude(&report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_while_a_master_is_frozen() {
-    let Some((cluster, tag, port, pid)) = setup() else { return };
-    let report =
-        bank_with(&factory(cluster.url(), tag), workload(), freeze(port, pid, cluster.ports.clone())).await;
+    let Some((mut cluster, tag, port)) = setup().await else { return };
+    let factory = factory(cluster.url(), tag);
+    let report = bank_with(&factory, workload(), freeze(&mut cluster, port)).await;
     conclude(&report);
 }

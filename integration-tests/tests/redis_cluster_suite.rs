@@ -5,10 +5,10 @@ mod support_redis;
 
 use std::process::ExitCode;
 
-use support_redis::topology::Cluster;
+use integration_tests::fixtures::redis_topology::Cluster;
 
 fn main() -> ExitCode {
-    let cluster = Cluster::start();
+    let cluster = tokio::runtime::Runtime::new().expect("runtime").block_on(Cluster::start());
     let code = purista_core::testkit::main(support_redis::factory(
         cluster.as_ref().map(Cluster::url),
         Some("suite"),

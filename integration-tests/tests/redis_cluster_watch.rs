@@ -7,42 +7,16 @@ mod support_redis;
 
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use futures_util::StreamExt;
-use integration_tests::ports::free_port_with_bus;
+use integration_tests::fixtures::{
+    RedisServer,
+    redis_topology::{Cluster, cli},
+};
 use purista_core::{StateStore, StateStoreExt, WatchKind, WatchStream, testkit::unique};
 use purista_redis_state_store::fred::util::redis_keyslot;
-use support_redis::topology::{Cluster, cli};
-
-/// A fourth cluster-enabled `redis-server`, killed on drop.
-struct Extra(Child, std::path::PathBuf);
-
-impl Drop for Extra {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
-fn start_extra(port: u16) -> Extra {
-    let dir = std::env::temp_dir().join(unique("redis-cluster-extra"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-        .args(["--cluster-node-timeout", "2000", "--protected-mode", "no"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let extra = Extra(child, dir);
-    wait("the new node answering", || cli(port, &["PING"]).contains("PONG"));
-    extra
-}
 
 fn wait(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -133,7 +107,7 @@ async fn converge(store: &dyn StateStore, events: &mut WatchStream, keys: &[Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_follows_a_new_primary() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = Cluster::start().await else { return };
     let store = support_redis::builder(&cluster.url()).connect().await.expect("connect to the cluster");
     let tag = unique("moving");
     let keys: Vec<String> = (0..10).map(|i| format!("{{{tag}}}:{i}")).collect();
@@ -145,8 +119,9 @@ async fn watch_follows_a_new_primary() {
     converge(&store, &mut events, &keys).await;
 
     // A fourth node joins and takes the slot over, with its keys.
-    let port = free_port_with_bus();
-    let _extra = start_extra(port);
+    let extra = RedisServer::new("extra").cluster().within(cluster.dir()).launch().await;
+    let extra = extra.expect("a fourth cluster-enabled redis-server");
+    let port = extra.port();
     assert!(cli(cluster.ports[0], &["CLUSTER", "MEET", "127.0.0.1", &port.to_string()]).contains("OK"));
     wait("the new node knowing the cluster", || {
         let info = cli(port, &["CLUSTER", "INFO"]);

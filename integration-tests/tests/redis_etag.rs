@@ -8,6 +8,7 @@ mod support_redis;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use integration_tests::fixtures::redis_topology::Cluster;
 use purista_core::{
     ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, StoreConfig, WatchKind, testkit::unique,
 };
@@ -21,7 +22,6 @@ use purista_redis_state_store::{
         util::redis_keyslot,
     },
 };
-use support_redis::topology::Cluster;
 
 /// What every version key starts with (the crate's stored format).
 const VERSIONS: &str = "__purista_etag__:";
@@ -279,7 +279,7 @@ async fn version_keys_are_never_watched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_versions_share_the_slot() {
-    let Some(cluster) = Cluster::start() else { return };
+    let Some(cluster) = Cluster::start().await else { return };
     let p = unique("etag");
     let store = support_redis::builder(&cluster.url())
         .store_config(StoreConfig::default().key_prefix(format!("{{{p}}}:")))

@@ -1,7 +1,7 @@
 //! Interop with other Redis clients (a PURISTA TypeScript service, redis-cli):
 //! the stored value is the plain JSON text, and JSON written by others reads
 //! back, with ETags and TTLs. (Watching other clients' writes is tested in
-//! the crate's own `tests/watch.rs`, which has a stream combinator crate.)
+//! `redis_watch.rs`.)
 
 mod support_redis;
 

@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use integration_tests::fixtures::redis_topology::{SERVICE, Sentinel, cli};
 use purista_core::{ErrorKind, StateStore, StateStoreExt, testkit::unique};
-use support_redis::topology::{SERVICE, Sentinel, cli};
 
 /// By default behind Sentinel a write is acknowledged only once the replica
 /// has it: nothing acknowledged is lost when the replica is promoted.
@@ -33,7 +33,7 @@ async fn failover_is_followed_without_waiting_for_replicas() {
 }
 
 async fn failover(wait: bool) {
-    let Some(sentinel) = Sentinel::start() else { return };
+    let Some(sentinel) = Sentinel::start().await else { return };
     let mut builder = support_redis::builder(&sentinel.url()).command_timeout(Duration::from_secs(1));
     if !wait {
         builder = builder.wait_for_replicas(0, Duration::ZERO);

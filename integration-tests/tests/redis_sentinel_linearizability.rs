@@ -16,12 +16,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use integration_tests::fixtures::redis_topology::{SERVICE, Sentinel, cli};
 use purista_core::{
     StateStore, StoreConfig,
     testkit::{Report, Workload, bank_with, linearizable_with},
 };
 use support_pace::Paced;
-use support_redis::topology::{SERVICE, Sentinel, cli};
 
 /// A command fails after this long ...
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -109,14 +109,14 @@ fn conclude(report: &Report) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known defect: unacknowledged writes on the old master are observed, then lost at failover"]
 async fn linearizable_through_a_sentinel_failover() {
-    let Some(s) = Sentinel::start() else { return };
+    let Some(s) = Sentinel::start().await else { return };
     let fault = failover(s.master, s.replica, s.sentinel);
     conclude(&linearizable_with(&factory(s.url()), workload(), fault).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_through_a_sentinel_failover() {
-    let Some(s) = Sentinel::start() else { return };
+    let Some(s) = Sentinel::start().await else { return };
     let fault = failover(s.master, s.replica, s.sentinel);
     conclude(&bank_with(&factory(s.url()), workload(), fault).await);
 }

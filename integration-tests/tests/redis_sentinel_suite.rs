@@ -5,10 +5,10 @@ mod support_redis;
 
 use std::process::ExitCode;
 
-use support_redis::topology::Sentinel;
+use integration_tests::fixtures::redis_topology::Sentinel;
 
 fn main() -> ExitCode {
-    let sentinel = Sentinel::start();
+    let sentinel = tokio::runtime::Runtime::new().expect("runtime").block_on(Sentinel::start());
     let code =
         purista_core::testkit::main(support_redis::factory(sentinel.as_ref().map(Sentinel::url), None));
     drop(sentinel);

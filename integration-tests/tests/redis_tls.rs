@@ -14,7 +14,7 @@ use support_redis::tls::{PASSWORD, TlsServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_certificate_or_wrong_password_is_a_clear_error() {
-    let Some(server) = TlsServer::start() else { return };
+    let Some(server) = TlsServer::start().await else { return };
     let address = format!("127.0.0.1:{}", server.port);
     for (ca, password) in [("other-ca", PASSWORD), ("ca", "not-the-password")] {
         let started = Instant::now();

@@ -9,7 +9,7 @@ use purista_redis_state_store::RedisStoreBuilder;
 use support_redis::tls::{PASSWORD, TlsServer};
 
 fn main() -> ExitCode {
-    let server = TlsServer::start();
+    let server = tokio::runtime::Runtime::new().expect("runtime").block_on(TlsServer::start());
     let config = server.as_ref().map(|s| s.config("ca", PASSWORD));
     let factory = move |store: StoreConfig| {
         let config = config.clone();

@@ -3,31 +3,18 @@
 
 use std::path::PathBuf;
 
-use integration_tests::{ports::free_port, tls::Certificates};
+use integration_tests::{
+    fixtures::{NatsServer, Process},
+    tls::Certificates,
+};
 use purista_nats_state_store::{NatsStateStore, NatsStateStoreBuilder, Storage};
-
-use super::Proc;
 
 pub const USER: &str = "ada";
 pub const PASSWORD: &str = "tls-s3cret";
 
-pub async fn start(certs: &Certificates) -> Option<Proc> {
-    let (cert, key) = (certs.path("server.crt"), certs.path("server.key"));
-    let args = [
-        "-js",
-        "-sd",
-        "{dir}",
-        "--tls",
-        "--tlscert",
-        cert.to_str().unwrap(),
-        "--tlskey",
-        key.to_str().unwrap(),
-        "--user",
-        USER,
-        "--pass",
-        PASSWORD,
-    ];
-    Proc::start_on("tls", free_port(), &args).await
+/// `None` (after saying why) without `nats-server`.
+pub async fn start(certs: &Certificates) -> Option<Process> {
+    NatsServer::new("nats-tls").jetstream().tls(certs).user(USER, PASSWORD).start().await
 }
 
 pub fn builder(port: u16, ca: PathBuf, password: &str, bucket: &str) -> NatsStateStoreBuilder {

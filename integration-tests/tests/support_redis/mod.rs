@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 pub mod tls;
-pub mod topology;
+pub mod watch;
 
 use std::sync::Arc;
 

@@ -1,62 +1,29 @@
 //! A TLS-only `redis-server` with a password and a certificate from a
-//! throwaway CA (`integration_tests::tls`), killed when dropped.
+//! throwaway CA (`integration_tests::tls`), and fred configs for it.
 
-use std::{
-    process::{Child, Command},
-    sync::Arc,
-    time::{Duration, Instant},
+use std::sync::Arc;
+
+use integration_tests::{
+    fixtures::{Process, RedisServer},
+    tls::Certificates,
 };
-
-use integration_tests::tls::Certificates;
 use purista_redis_state_store::fred::{prelude::Config, rustls};
 
 pub const PASSWORD: &str = "tls-s3cret";
 
 pub struct TlsServer {
     pub port: u16,
+    // Dropped before the certificates it reads.
+    _server: Process,
     certs: Certificates,
-    child: Child,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl TlsServer {
-    pub fn start() -> Option<TlsServer> {
+    /// `None` (after saying why) without `openssl` or `redis-server`.
+    pub async fn start() -> Option<TlsServer> {
         let certs = Certificates::make()?;
-        let port = integration_tests::ports::free_port();
-        let log = std::fs::File::create(certs.path("redis.log")).unwrap();
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--tls-cert-file", "server.crt", "--tls-key-file", "server.key"])
-            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
-            .args(["--requirepass", PASSWORD, "--save", "", "--appendonly", "no"])
-            .current_dir(certs.dir())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                let why = format!("Redis TLS: cannot start redis-server: {e} (apt-get install redis-server)");
-                return integration_tests::fixtures::unavailable(&why);
-            }
-        };
-        let mut server = TlsServer { port, certs, child };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server.certs.path("redis.log")).unwrap_or_default();
-                panic!("redis-server with TLS exited ({status}): {log}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "redis-server with TLS did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(server)
+        let server = RedisServer::new("redis-tls").tls(&certs).password(PASSWORD).start().await?;
+        Some(TlsServer { port: server.port(), _server: server, certs })
     }
 
     /// A fred config for `rediss://` that trusts the certificates `ca` signed.
