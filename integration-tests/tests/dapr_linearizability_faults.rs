@@ -51,14 +51,7 @@ const DOWN: Duration = Duration::from_secs(1);
 /// Eight clients, each on a store (and gRPC channel) of its own, on four
 /// keys; at least 150 operations each, and on while the fault runs.
 fn workload() -> Workload {
-    Workload {
-        instances: 8,
-        keys: 4,
-        ops_per_client: 150,
-        think: Duration::from_millis(10),
-        op_timeout: OP_TIMEOUT,
-        ..Workload::default()
-    }
+    Workload::with_fault(8, 4, OP_TIMEOUT)
 }
 
 async fn sidecar() -> Sidecar {
@@ -147,5 +140,17 @@ async fn dapr_bank_keeps_its_total_through_a_sidecar_restart() {
     let mut sidecar = sidecar().await;
     let factory = dapr(&sidecar);
     let report = testkit::bank_with(&factory, workload(), restart(&mut sidecar)).await;
+    passed_through_the_fault(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_counts_every_acknowledged_increment_through_a_stall_and_a_restart() {
+    let mut sidecar = sidecar().await;
+    let factory = dapr(&sidecar);
+    let faults = async {
+        stall(&mut sidecar).await;
+        restart(&mut sidecar).await;
+    };
+    let report = testkit::counter_with(&factory, workload(), faults).await;
     passed_through_the_fault(&report);
 }

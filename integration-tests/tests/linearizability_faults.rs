@@ -1,7 +1,8 @@
 //! The concurrency checks of `purista_core::testkit` against a dedicated
 //! server that is paused, resumed, restarted and killed while the clients
 //! run: the history must stay linearizable per key (an operation that timed
-//! out may or may not have taken effect), and the bank must keep its total.
+//! out may or may not have taken effect), the bank must keep its total, and
+//! a counter must count every acknowledged increment once.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -32,14 +33,7 @@ const PAUSE: Duration = Duration::from_millis(2500);
 /// Four clients, three keys; they run at least 150 operations each, and on
 /// while the fault runs.
 fn workload() -> Workload {
-    Workload {
-        instances: 4,
-        keys: 3,
-        ops_per_client: 150,
-        think: Duration::from_millis(10),
-        op_timeout: OP_TIMEOUT,
-        ..Workload::default()
-    }
+    Workload::with_fault(4, 3, OP_TIMEOUT)
 }
 
 /// Traffic first; then the server frozen for 2.5 s, a clean restart, and a
@@ -124,6 +118,28 @@ async fn redis_bank_keeps_its_total_through_pause_restart_and_kill() {
     };
     let factory = redis(server.url());
     let report = testkit::bank_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counts_every_acknowledged_increment_through_pause_restart_and_kill() {
+    let Some(mut server) = Server::start_dedicated(Kind::Redis, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = redis(server.url());
+    let report = testkit::counter_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_counts_every_acknowledged_increment_through_pause_restart_and_kill() {
+    let Some(mut server) = Server::start_dedicated(Kind::Nats, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = nats(server.url());
+    let report = testkit::counter_with(&factory, workload(), faults(&mut server)).await;
     report.assert_passed();
     faulted(&report);
 }

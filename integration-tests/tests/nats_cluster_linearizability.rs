@@ -41,14 +41,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// flight then is): with 3 keys a loaded machine left some 25 per key, more
 /// than the search can place; with 8, about 10.
 fn workload() -> Workload {
-    Workload {
-        instances: 6,
-        keys: 8,
-        ops_per_client: 150,
-        think: Duration::from_millis(10),
-        op_timeout: OP_TIMEOUT,
-        ..Workload::default()
-    }
+    Workload::with_fault(6, 8, OP_TIMEOUT)
 }
 
 /// A builder on `bucket` whose seed list starts at node `first` (kept in

@@ -29,14 +29,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn workload() -> Workload {
-    Workload {
-        instances: 6,
-        keys: 3,
-        ops_per_client: 150,
-        think: Duration::from_millis(10),
-        op_timeout: OP_TIMEOUT,
-        ..Workload::default()
-    }
+    Workload::with_fault(6, 3, OP_TIMEOUT)
 }
 
 type StoreFuture = Pin<Box<dyn Future<Output = Option<Arc<dyn StateStore>>> + Send>>;

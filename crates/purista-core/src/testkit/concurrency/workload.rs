@@ -47,6 +47,23 @@ impl Default for Workload {
     }
 }
 
+impl Workload {
+    /// For a run beside a fault: `instances` clients on `keys` keys, at least
+    /// 150 operations each with up to 10 ms between them (so that every
+    /// client is in a call when the fault strikes), a call given up as
+    /// indeterminate after `op_timeout`.
+    pub fn with_fault(instances: usize, keys: usize, op_timeout: Duration) -> Self {
+        Workload {
+            instances,
+            keys,
+            ops_per_client: 150,
+            think: Duration::from_millis(10),
+            op_timeout,
+            ..Workload::default()
+        }
+    }
+}
+
 /// Relative weights of the operations [`linearizable`](crate::testkit::linearizable) runs. Operations a
 /// store's capabilities lack are left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
