@@ -1,4 +1,4 @@
-//! The linearizability and bank checks (SPEC §11) on a 3-node JetStream
+//! The linearizability and bank checks on a 3-node JetStream
 //! cluster, bucket with 3 replicas, while the bucket's stream leader is
 //! killed (SIGKILL) and later started again on the same port and store
 //! directory. Six store instances, each its own connection, first to a

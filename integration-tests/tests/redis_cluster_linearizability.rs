@@ -1,4 +1,4 @@
-//! The linearizability and bank checks (SPEC §11) on a 3-master Redis
+//! The linearizability and bank checks on a 3-master Redis
 //! Cluster (no replicas), every key under one `{hash tag}` so transactions
 //! stay in one slot, while the master owning that slot is frozen (SIGSTOP)
 //! for a few seconds and resumed. With no replica to promote the cluster

@@ -1,4 +1,4 @@
-//! The linearizability and bank checks (SPEC §11) on Redis behind Sentinel
+//! The linearizability and bank checks on Redis behind Sentinel
 //! (master, replica, one sentinel) with a `SENTINEL FAILOVER` in the middle.
 //! The store's default behind Sentinel waits for one replica per write
 //! (`WAIT 1`, 500 ms), so an acknowledged write is on the replica that gets

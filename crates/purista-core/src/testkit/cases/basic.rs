@@ -1,4 +1,4 @@
-//! Get, set and remove: SPEC §3.1–3.3 and PURISTA's own rules.
+//! Get, set and remove, by PURISTA's rules.
 
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use crate::{ErrorKind, Json, StateStoreExt};
 use super::support::*;
 use crate::testkit::{Factory, unique};
 
-/// §3.1: values of every JSON shape read back JSON-equal.
+/// Values of every JSON shape read back JSON-equal.
 pub async fn round_trip(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let values = [
@@ -67,7 +67,7 @@ pub async fn decode_mismatch_names_the_key(factory: &impl Factory) {
     assert_eq!(raw(&*s, &key).await, Some(json!({"count": "ten"})));
 }
 
-/// §3.2: removing, including a key never set.
+/// Removing, including a key never set.
 pub async fn remove(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let key = unique("remove");
@@ -88,7 +88,7 @@ pub async fn missing_names_are_none(factory: &impl Factory) {
     assert_eq!(map.get(&b), Some(&None));
 }
 
-/// §3.3: bulk get; a missing key is missing, not an error; empty asks nothing.
+/// Bulk get; a missing key is missing, not an error; empty asks nothing.
 pub async fn get_state_many(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     assert!(s.get_state(&[]).await.unwrap().is_empty(), "empty request, empty answer");

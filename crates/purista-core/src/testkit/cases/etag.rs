@@ -1,4 +1,4 @@
-//! ETags, first-write and compare-and-swap: SPEC §3.5–3.6.
+//! ETags, first-write and compare-and-swap.
 
 use serde_json::json;
 
@@ -7,7 +7,7 @@ use crate::{ETag, ErrorKind, Json, PutOptions, StateStoreExt};
 use super::support::*;
 use crate::testkit::{Factory, unique};
 
-/// §3.5 (bulk): independent writes, one with a bad ETag: only that key is left untouched.
+/// Independent writes, one with a bad ETag: only that key is left untouched.
 pub async fn bulk_writes_are_per_key(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let keys: Vec<String> = (0..4).map(|i| unique(&format!("bulk-etag-{i}"))).collect();
@@ -51,7 +51,7 @@ pub async fn bulk_writes_are_per_key(factory: &impl Factory) {
     }
 }
 
-/// §3.5: ETags.
+/// ETags.
 pub async fn etag(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let key = unique("etag");
@@ -95,7 +95,7 @@ pub async fn etag(factory: &impl Factory) {
     assert_eq!(raw(&*s, &key).await, None);
 }
 
-/// §3.6: first-write.
+/// First-write.
 pub async fn first_write(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let key = unique("first-write");

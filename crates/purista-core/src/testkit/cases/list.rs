@@ -1,11 +1,11 @@
-//! Listing keys by prefix: SPEC §3.8.
+//! Listing keys by prefix.
 
 use crate::StateStoreExt;
 
 use super::support::*;
 use crate::testkit::{Factory, unique};
 
-/// §3.8: list by prefix, exact prefix semantics, sorted.
+/// List by prefix, exact prefix semantics, sorted.
 pub async fn list_keys_by_prefix(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let p = unique("list");

@@ -1,4 +1,4 @@
-//! Transactions: SPEC §3.4.
+//! Transactions.
 
 use serde_json::json;
 
@@ -7,7 +7,7 @@ use crate::{ETag, ErrorKind, Json, Op, PutOptions, StateStoreExt};
 use super::support::*;
 use crate::testkit::{Factory, unique};
 
-/// §3.4: upserts then deletes in later groups, each visible after commit.
+/// Upserts then deletes in later groups, each visible after commit.
 pub async fn transactions(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let keys: Vec<String> = (0..6).map(|i| unique(&format!("tx-{i}"))).collect();
@@ -24,7 +24,7 @@ pub async fn transactions(factory: &impl Factory) {
     }
 }
 
-/// §3.4: order holds inside one transaction.
+/// Order holds inside one transaction.
 pub async fn transaction_order(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let (k1, k2, k3) = (unique("order-1"), unique("order-2"), unique("order-3"));
@@ -79,7 +79,7 @@ pub async fn transaction_limit(factory: &impl Factory) {
     assert_eq!(raw(&*s, &format!("{p}-0")).await, None, "nothing written");
 }
 
-/// §3.4: all or nothing when one step's ETag does not match; the conflict names its key.
+/// All or nothing when one step's ETag does not match; the conflict names its key.
 pub async fn transaction_all_or_nothing(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let caps = s.capabilities();

@@ -1,4 +1,4 @@
-//! Per-key TTL: SPEC §3.7.
+//! Per-key TTL.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +9,7 @@ use crate::{ErrorKind, Json, PutOptions, StateStoreExt};
 use super::support::*;
 use crate::testkit::{Factory, unique};
 
-/// §3.7: a zero TTL is rejected; without the capability, TTLs are Unsupported.
+/// A zero TTL is rejected; without the capability, TTLs are Unsupported.
 pub async fn ttl_rejects_bad_values(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let key = unique("ttl-bad");
@@ -21,7 +21,7 @@ pub async fn ttl_rejects_bad_values(factory: &impl Factory) {
     put(Duration::from_nanos(1)).await.expect("sub-granularity ttl rounds up");
 }
 
-/// §3.7: a 2 s TTL is gone within 3 s (and never listed once expired).
+/// A 2 s TTL is gone within 3 s (and never listed once expired).
 pub async fn ttl_expires(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let prefix = unique("ttl-expire");
@@ -36,7 +36,7 @@ pub async fn ttl_expires(factory: &impl Factory) {
     }
 }
 
-/// §3.7: expiry is reported about now + TTL; no TTL, no expiry.
+/// Expiry is reported about now + TTL; no TTL, no expiry.
 pub async fn ttl_metadata(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let key = unique("ttl-meta");
@@ -50,7 +50,7 @@ pub async fn ttl_metadata(factory: &impl Factory) {
     assert!(off < Duration::from_secs(3), "expiry {at:?} is about now + ttl ({want:?})");
 }
 
-/// §3.7: setting again without a TTL removes the TTL.
+/// Setting again without a TTL removes the TTL.
 pub async fn ttl_removed_by_plain_set(factory: &impl Factory) {
     let Some(s) = store(factory).await else { return };
     let key = unique("ttl-cleared");

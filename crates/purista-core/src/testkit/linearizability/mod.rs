@@ -1,4 +1,4 @@
-//! Checkers for concurrent histories (SPEC §11).
+//! Checkers for concurrent histories.
 //!
 //! - [`check`]: is a history of single-key operations linearizable against a
 //!   register per key? The Wing–Gong search with Lowe's memoisation (a set of
