@@ -100,6 +100,13 @@ impl Error {
         Error::conflict(key, "key already exists")
     }
 
+    /// What a watcher yields after losing `dropped` events: the stream goes
+    /// on, and the caller re-reads the keys it follows.
+    pub fn watch_lagged(dropped: u64) -> Self {
+        let msg = format!("watcher fell behind: {dropped} events were dropped; read the watched keys afresh");
+        Error::new(ErrorKind::Backend, msg)
+    }
+
     /// The store lacks a capability.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Unsupported, message)

@@ -16,8 +16,8 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use data::{Data, Slot, etag};
 
 use crate::{
-    Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StoreConfig, WatchEvent,
-    WatchKind, WatchStream,
+    Capabilities, ETag, Entry, Error, Json, Op, PutOptions, Result, StoreConfig, WatchEvent, WatchKind,
+    WatchStream,
     backend::{Backend, Holds, check_steps},
     validate_key,
 };
@@ -316,10 +316,7 @@ impl Backend for DefaultStateStore {
             std::future::ready(match event {
                 Ok(e) if e.key.starts_with(&prefix) => Some(Ok(e)),
                 Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(n)) => Some(Err(Error::new(
-                    ErrorKind::Backend,
-                    format!("watcher fell behind: {n} events were dropped"),
-                ))),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some(Err(Error::watch_lagged(n))),
             })
         });
         Ok(Box::pin(stream))

@@ -20,11 +20,7 @@ use fred::{
 use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch as signal};
 
-use super::{
-    notifications,
-    stream::{Outbox, fell_behind},
-    topology::Owned,
-};
+use super::{notifications, stream::Outbox, topology::Owned};
 use crate::{RedisStateStore, entries, etag, scripts::VALUE_CHANNEL};
 
 /// A published value not claimed by its notification within this time
@@ -167,7 +163,7 @@ impl Node {
     fn lost(&mut self, n: u64, values: &mut broadcast::Receiver<Message>) {
         self.published.clear();
         while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = values.try_recv() {}
-        self.outbox.push(Err(fell_behind(n)));
+        self.outbox.push(Err(Error::watch_lagged(n)));
     }
 
     /// The consumer is too far behind: the outbox dropped what it held, and

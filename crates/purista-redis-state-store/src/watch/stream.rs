@@ -4,7 +4,7 @@
 use std::{future::Future, pin::Pin};
 
 use futures_util::{StreamExt, stream::FuturesOrdered};
-use purista_core::{Error, ErrorKind, Result, WatchEvent};
+use purista_core::{Error, Result, WatchEvent};
 use tokio::sync::mpsc;
 
 /// Events handed to a slow consumer before its watcher holds them back.
@@ -15,12 +15,6 @@ const HELD: usize = 4096;
 /// An event in the making: known at once, or read from the server first
 /// (`None`: nothing to report after all).
 pub(super) type Pending = Pin<Box<dyn Future<Output = Option<Result<WatchEvent>>> + Send>>;
-
-/// The error a watcher yields after losing `n` events; it starts clean after.
-pub(super) fn fell_behind(n: u64) -> Error {
-    let msg = format!("watcher fell behind: {n} events were dropped; read the watched keys afresh");
-    Error::new(ErrorKind::Backend, msg)
-}
 
 /// A node's events on their way to the consumer.
 pub(super) struct Outbox {
@@ -77,7 +71,7 @@ impl Outbox {
         let n = self.out.len() as u64 + u64::from(self.head.is_some());
         self.out = FuturesOrdered::new();
         self.head = None;
-        self.push(Err(fell_behind(n)));
+        self.push(Err(Error::watch_lagged(n)));
         true
     }
 }
