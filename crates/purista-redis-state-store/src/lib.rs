@@ -3,6 +3,7 @@
 pub use fred;
 
 mod builder;
+mod counter;
 mod entries;
 mod error;
 mod etag;

@@ -10,7 +10,7 @@ use purista_core::{
 };
 
 use crate::{
-    entries,
+    counter, entries,
     error::Target,
     list,
     replicas::Replicas,
@@ -187,6 +187,10 @@ impl Backend for RedisStateStore {
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         transaction::apply(self, ops).await
+    }
+
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        counter::increment(self, key, delta, ttl).await
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {

@@ -18,6 +18,11 @@ pub async fn counter_basics(factory: &impl Factory) {
     assert_eq!(s.increment(&key, 5, None).await.unwrap(), 5);
     assert_eq!(s.increment(&key, -7, None).await.unwrap(), -2);
     assert_eq!(raw(&*s, &key).await, Some(json!(-2)), "stored as a plain JSON number");
+    if s.capabilities().etag {
+        let before = etag_of(&*s, &key).await;
+        s.increment(&key, 0, None).await.unwrap();
+        assert_ne!(etag_of(&*s, &key).await, before, "every increment changes the ETag");
+    }
     s.set(&key, &i64::MAX).await.unwrap();
     let err = expect_kind(s.increment(&key, 1, None).await, ErrorKind::InvalidValue, "overflow");
     assert_eq!(err.key(), Some(key.as_str()));

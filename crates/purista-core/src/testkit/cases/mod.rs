@@ -107,7 +107,7 @@ table! {
     list { list_keys_by_prefix [List] }
     watch {
         watch_prefix [Watch], watch_burst_transaction [Watch, Transactions], watch_concurrent_writers [Watch],
-        watch_foreign_writers [Watch], watch_expiry [Watch, Ttl],
+        watch_foreign_writers [Watch], watch_expiry [Watch, Ttl], watch_counters [Watch, Counters],
     }
     instances {
         instances_share_state [], many_instances_connect_at_once [],

@@ -275,3 +275,29 @@ pub async fn watch_prefix(factory: &impl Factory) {
         assert_eq!((expired.key.as_str(), &expired.kind), (short.as_str(), &WatchKind::Expired));
     }
 }
+
+/// Increments from another instance and this one, four tasks at once, on a
+/// few counters: the watcher converges on their sums.
+pub async fn watch_counters(factory: &impl Factory) {
+    let Some((s, p, mut events)) = watching(factory, "watch-counters").await else { return };
+    let Some(other) = factory.store(StoreConfig::default()).await else { return };
+    let keys: Vec<String> = (0..3).map(|i| format!("{p}{i}")).collect();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = if w % 2 == 0 { Arc::clone(&other) } else { Arc::clone(&s) };
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                for j in 0..50 {
+                    store.increment(&keys[(j + w) % keys.len()], 1, None).await.expect("increment");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    converge(&*s, &mut events, &keys, "watch_counters").await;
+    for key in &keys {
+        s.remove_state(key).await.unwrap();
+    }
+}
