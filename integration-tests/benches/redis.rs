@@ -25,6 +25,10 @@ impl Raw for Fred {
     async fn get_many(&self, keys: &[String]) -> Vec<Option<Bytes>> {
         self.0.mget(keys.to_vec()).await.unwrap()
     }
+    async fn increment(&self, key: &str) -> bool {
+        self.0.incr_by::<i64, _>(key, 1).await.unwrap();
+        true
+    }
 }
 
 fn main() {

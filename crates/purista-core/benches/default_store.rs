@@ -182,6 +182,22 @@ fn cas_counter(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function(BenchmarkId::new("store", "increment"), |b| {
+        b.to_async(&rt).iter(|| {
+            let store = store.clone();
+            async move {
+                let tasks = (0..TASKS).map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..EACH {
+                            store.increment("counter3", 1, None).await.unwrap();
+                        }
+                    })
+                });
+                futures_util::future::join_all(tasks).await;
+            }
+        })
+    });
     // The same loop by hand on the contract, to see what `update` costs.
     g.bench_function(BenchmarkId::new("store", "manual_cas"), |b| {
         b.to_async(&rt).iter(|| {

@@ -16,6 +16,11 @@ pub trait Raw: Send + Sync + 'static {
     fn set(&self, key: &str, value: Bytes) -> impl Future<Output = ()> + Send;
     /// The backend's batched read (MGET, GetBulkState ...).
     fn get_many(&self, keys: &[String]) -> impl Future<Output = Vec<Option<Bytes>>> + Send;
+    /// The backend's own atomic increment by 1, where it has one (`false`:
+    /// none, nothing to compare with).
+    fn increment(&self, _key: &str) -> impl Future<Output = bool> + Send {
+        async { false }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -72,31 +77,56 @@ pub fn run<R: Raw>(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dy
     g.finish();
 
     if store.capabilities().etag && store.capabilities().create_only {
-        let mut g = c.benchmark_group(format!("{backend}/cas_counter_{CAS_TASKS}_tasks"));
-        g.throughput(Throughput::Elements((CAS_TASKS * CAS_EACH) as u64));
-        let counter = format!("{prefix}.counter");
-        g.bench_function("store_update", |b| {
-            b.to_async(rt).iter(|| {
-                let (store, counter) = (store.clone(), counter.clone());
-                async move {
-                    let tasks = (0..CAS_TASKS).map(|_| {
-                        let (store, counter) = (store.clone(), counter.clone());
-                        tokio::spawn(async move {
-                            for _ in 0..CAS_EACH {
-                                store
-                                    .update(&counter, None, |n: Option<u64>| n.unwrap_or(0) + 1)
-                                    .await
-                                    .unwrap();
-                            }
+        for tasks in [CAS_TASKS, TASKS] {
+            let mut g = c.benchmark_group(format!("{backend}/counter_{tasks}_tasks"));
+            g.throughput(Throughput::Elements((tasks * CAS_EACH) as u64));
+            let counter = format!("{prefix}.counter");
+            g.bench_function("store_update", |b| {
+                b.to_async(rt).iter(|| {
+                    in_tasks(tasks, store.clone(), counter.clone(), |store, counter| async move {
+                        store.update(&counter, None, |n: Option<i64>| n.unwrap_or(0) + 1).await.unwrap();
+                    })
+                })
+            });
+            g.bench_function("store_increment", |b| {
+                b.to_async(rt).iter(|| {
+                    in_tasks(tasks, store.clone(), counter.clone(), |store, counter| async move {
+                        store.increment(&counter, 1, None).await.unwrap();
+                    })
+                })
+            });
+            if rt.block_on(raw.increment(&format!("{prefix}.raw-counter"))) {
+                g.bench_function("raw_increment", |b| {
+                    b.to_async(rt).iter(|| {
+                        let key = format!("{prefix}.raw-counter");
+                        in_tasks(tasks, raw.clone(), key, |raw, key| async move {
+                            raw.increment(&key).await;
                         })
-                    });
-                    for t in futures_util::future::join_all(tasks).await {
-                        t.unwrap();
-                    }
-                }
-            })
-        });
-        g.finish();
+                    })
+                });
+            }
+            g.finish();
+        }
+    }
+}
+
+/// `tasks` tasks, each running `op` [`CAS_EACH`] times on `target` and `key`.
+async fn in_tasks<T, F, Fut>(tasks: usize, target: Arc<T>, key: String, op: F)
+where
+    T: Send + Sync + ?Sized + 'static,
+    F: Fn(Arc<T>, String) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let handles = (0..tasks).map(|_| {
+        let (target, key, op) = (target.clone(), key.clone(), op.clone());
+        tokio::spawn(async move {
+            for _ in 0..CAS_EACH {
+                op(target.clone(), key.clone()).await;
+            }
+        })
+    });
+    for h in futures_util::future::join_all(handles).await {
+        h.unwrap();
     }
 }
 
