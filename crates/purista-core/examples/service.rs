@@ -16,11 +16,6 @@ struct Session {
     cart: Vec<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Window {
-    count: u32,
-}
-
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "status", rename_all = "lowercase")]
 enum Job {
@@ -28,7 +23,7 @@ enum Job {
     Done { items: u32 },
 }
 
-const RATE_LIMIT: u32 = 5;
+const RATE_LIMIT: i64 = 5;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 fn service() -> Service {
@@ -44,26 +39,19 @@ fn service() -> Service {
             Ok(key)
         })
         .command("view", |ctx, page: String| async move {
-            // Many instances may count at once: compare-and-swap, never lost updates.
-            let views = ctx
-                .states
-                .update(&format!("views:{page}"), None, |n: Option<u64>| n.unwrap_or(0) + 1)
-                .await?;
+            // Many instances may count at once: an atomic increment, never a lost update.
+            let views = ctx.states.increment(&format!("views:{page}"), 1, None).await?;
             Ok(views)
         })
         .command("search", |ctx, user_id: String| async move {
-            // A fixed window per user; the TTL starts with the window's first request.
+            // A fixed window per user: the TTL is set by the window's first
+            // request, and later increments keep it.
             let key = format!("rateLimit:{user_id}:search");
-            let window = ctx
-                .states
-                .update(&key, Some(RATE_WINDOW), |w: Option<Window>| Window {
-                    count: w.map_or(0, |w| w.count) + 1,
-                })
-                .await?;
-            if window.count > RATE_LIMIT {
+            let count = ctx.states.increment(&key, 1, Some(RATE_WINDOW)).await?;
+            if count > RATE_LIMIT {
                 return Err(HandlerError::new(429, "rate limit exceeded"));
             }
-            Ok(format!("results for {user_id} ({}/{RATE_LIMIT})", window.count))
+            Ok(format!("results for {user_id} ({count}/{RATE_LIMIT})"))
         })
         .command("run-job", |ctx, job_id: String| async move {
             let key = format!("job:{job_id}");
@@ -86,13 +74,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("session  {key}: {:?}, expires in {}s", session.value, left.as_secs());
 
     // 200 concurrent page views on 2 cores: the counter must end at exactly 200.
-    let views = futures_util::future::join_all((0..200).map(|_| shop.invoke::<_, u64>("view", "home"))).await;
+    let views = futures_util::future::join_all((0..200).map(|_| shop.invoke::<_, i64>("view", "home"))).await;
     let failed = views.iter().filter(|v| v.is_err()).count();
     let total = shop.states().get::<u64>("views:home").await?.unwrap_or(0);
     println!("counter  views:home = {total} after 200 concurrent views ({failed} failed)");
     assert_eq!(total, 200);
 
-    for _ in 0..RATE_LIMIT + 1 {
+    for _ in 0..=RATE_LIMIT {
         match shop.invoke::<_, String>("search", "user-456").await {
             Ok(answer) => println!("search   {answer}"),
             Err(e) => println!("search   refused: {e}"),
