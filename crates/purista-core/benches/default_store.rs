@@ -168,65 +168,54 @@ fn cas_counter(c: &mut Criterion) {
     g.throughput(Throughput::Elements((TASKS * EACH) as u64));
     g.bench_function(BenchmarkId::new("store", "update"), |b| {
         b.to_async(&rt).iter(|| {
-            let store = store.clone();
-            async move {
-                let tasks = (0..TASKS).map(|_| {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..EACH {
-                            store.update("counter", None, |n: Option<u64>| n.unwrap_or(0) + 1).await.unwrap();
-                        }
-                    })
-                });
-                futures_util::future::join_all(tasks).await;
-            }
+            in_tasks(TASKS, EACH, store.clone(), |store| async move {
+                store.update("counter", None, |n: Option<u64>| n.unwrap_or(0) + 1).await.unwrap();
+            })
         })
     });
     g.bench_function(BenchmarkId::new("store", "increment"), |b| {
         b.to_async(&rt).iter(|| {
-            let store = store.clone();
-            async move {
-                let tasks = (0..TASKS).map(|_| {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..EACH {
-                            store.increment("counter3", 1, None).await.unwrap();
-                        }
-                    })
-                });
-                futures_util::future::join_all(tasks).await;
-            }
+            in_tasks(TASKS, EACH, store.clone(), |store| async move {
+                store.increment("counter3", 1, None).await.unwrap();
+            })
         })
     });
     // The same loop by hand on the contract, to see what `update` costs.
     g.bench_function(BenchmarkId::new("store", "manual_cas"), |b| {
         b.to_async(&rt).iter(|| {
-            let store = store.clone();
-            async move {
-                let tasks = (0..TASKS).map(|_| {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..EACH {
-                            loop {
-                                let entry = store.get_entry("counter2").await.unwrap();
-                                let (n, mode) = match entry {
-                                    Some(e) => (e.value.decode::<u64>().unwrap(), PutMode::Update(e.etag)),
-                                    None => (0, PutMode::Create),
-                                };
-                                let opts = PutOptions { mode, ttl: None };
-                                if store.put("counter2", Json::encode(&(n + 1)).unwrap(), opts).await.is_ok()
-                                {
-                                    break;
-                                }
-                            }
-                        }
-                    })
-                });
-                futures_util::future::join_all(tasks).await;
-            }
+            in_tasks(TASKS, EACH, store.clone(), |store| async move {
+                loop {
+                    let entry = store.get_entry("counter2").await.unwrap();
+                    let (n, mode) = match entry {
+                        Some(e) => (e.value.decode::<u64>().unwrap(), PutMode::Update(e.etag)),
+                        None => (0, PutMode::Create),
+                    };
+                    let opts = PutOptions { mode, ttl: None };
+                    if store.put("counter2", Json::encode(&(n + 1)).unwrap(), opts).await.is_ok() {
+                        break;
+                    }
+                }
+            })
         })
     });
     g.finish();
+}
+
+/// `tasks` tasks, each running `op` `each` times on `store`.
+async fn in_tasks<F, Fut>(tasks: usize, each: usize, store: Arc<DefaultStateStore>, op: F)
+where
+    F: Fn(Arc<DefaultStateStore>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let tasks = (0..tasks).map(|_| {
+        let (store, op) = (store.clone(), op.clone());
+        tokio::spawn(async move {
+            for _ in 0..each {
+                op(store.clone()).await;
+            }
+        })
+    });
+    futures_util::future::join_all(tasks).await;
 }
 
 criterion_group! {

@@ -1,15 +1,12 @@
 //! Counters by compare-and-swap, for backends without a native increment:
 //! read the entry, write the sum under its ETag (or create it), retry on a
-//! conflict. Linearizable wherever the backend's ETag writes are.
+//! conflict (at most `UPDATE_ATTEMPTS` times, as `update`). Linearizable
+//! wherever the backend's ETag writes are.
 
 use std::time::{Duration, SystemTime};
 
 use super::Backend;
-use crate::{Error, ErrorKind, Json, PutMode, PutOptions, Result};
-
-/// Conflicts after which an increment gives up (each one is another
-/// writer's success, so the store as a whole makes progress).
-const ATTEMPTS: usize = 10_000;
+use crate::{Error, ErrorKind, Json, PutMode, PutOptions, Result, UPDATE_ATTEMPTS};
 
 /// The integer a counter holds; anything else is `InvalidValue` naming the key.
 pub fn counter_value(key: &str, value: &Json) -> Result<i64> {
@@ -54,7 +51,9 @@ pub(super) async fn by_compare_and_swap<B: Backend>(
         };
         match Backend::put(b, key, Json::encode(&next)?, &options).await {
             Ok(_) => return Ok(next),
-            Err(e) if e.kind() == ErrorKind::Conflict && attempt < ATTEMPTS => tokio::task::yield_now().await,
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < UPDATE_ATTEMPTS => {
+                tokio::task::yield_now().await
+            }
             Err(e) => return Err(e),
         }
     }

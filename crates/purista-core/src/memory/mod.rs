@@ -246,8 +246,9 @@ impl Backend for DefaultStateStore {
         let (sum, earliest) = {
             let mut data = self.shared.data.write();
             let (sum, version, earliest) = data.increment(key, delta, ttl)?;
-            if self.shared.events.receiver_count() > 0 {
-                self.emit(key, WatchKind::Set { value: Json::encode(&sum)?, etag: Some(etag(version)) });
+            if let Some(slot) = data.live(key).filter(|_| self.shared.events.receiver_count() > 0) {
+                // The value just stored, not encoded a second time.
+                self.emit(key, WatchKind::Set { value: slot.value.clone(), etag: Some(etag(version)) });
             }
             (sum, earliest)
         };
