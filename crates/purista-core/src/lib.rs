@@ -7,6 +7,7 @@ mod ext;
 mod handle;
 mod json;
 mod key;
+pub mod lease;
 mod memory;
 mod service;
 mod store;
@@ -18,6 +19,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use ext::{StateStoreExt, UPDATE_ATTEMPTS, Versioned};
 pub use json::Json;
 pub use key::{MAX_KEY_BYTES, validate_key};
+pub use lease::{Election, Lease, LockGuard, Role};
 pub use memory::DefaultStateStore;
 pub use service::{Context, HandlerError, Service, ServiceBuilder, ServiceInfo};
 pub use store::{

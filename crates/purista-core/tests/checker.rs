@@ -185,3 +185,19 @@ async fn a_counter_on_a_forgetful_store_is_caught() {
     assert!(violation.contains("same sum") || violation.contains("ends at"), "{violation}");
     eprintln!("caught, as expected ({forgot} forgotten checks):\n{violation}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_fences_every_lease() {
+    testkit::lease(&memory()).await;
+}
+
+/// A lock whose fenced writes skip the fence: a holder that paused past its
+/// TTL writes after the next holder did, which the lease check must see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_without_fencing_is_caught() {
+    let workload = Workload { instances: 4, ops_per_client: 400, ..Workload::default() };
+    let report = testkit::lease_unfenced(&memory(), workload).await;
+    let violation = report.violation.as_deref().expect("the stale writes are caught");
+    assert!(violation.contains("stale holder's fenced write"), "{violation}");
+    eprintln!("caught, as expected:\n{violation}");
+}

@@ -46,7 +46,8 @@ use std::{
 
 pub use cases::*;
 pub use concurrency::{
-    Mix, Report, Workload, bank, bank_with, counter, counter_with, linearizable, linearizable_with,
+    GrantRecord, LeaseHistory, Mix, Report, Workload, WriteRecord, bank, bank_with, check_fencing, counter,
+    counter_with, lease, lease_unfenced, lease_with, linearizable, linearizable_with,
 };
 pub use runner::main;
 

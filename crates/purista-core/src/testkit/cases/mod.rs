@@ -8,6 +8,7 @@ mod counters;
 mod etag;
 mod instances;
 mod keys;
+mod lease;
 mod list;
 mod support;
 mod transactions;
@@ -17,7 +18,7 @@ mod watch;
 use std::{future::Future, pin::Pin};
 
 pub use self::{
-    basic::*, capabilities::*, config::*, counters::*, etag::*, instances::*, keys::*, list::*,
+    basic::*, capabilities::*, config::*, counters::*, etag::*, instances::*, keys::*, lease::*, list::*,
     transactions::*, ttl::*, watch::*,
 };
 use super::{Factory, concurrency};
@@ -113,5 +114,14 @@ table! {
         instances_share_state [], many_instances_connect_at_once [],
         service_destroy_keeps_shared_store [], destroy_keeps_other_handles [],
     }
-    concurrency { linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters] }
+    lease {
+        lease_needs_capabilities [],
+        lease_basics [Etag, CreateOnly, Ttl, Transactions], lease_expiry [Etag, CreateOnly, Ttl, Transactions],
+        lock_guard_renews_and_reports_loss [Etag, CreateOnly, Ttl, Transactions],
+        election_hands_over [Etag, CreateOnly, Ttl, Transactions],
+    }
+    concurrency {
+        linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters],
+        lease [Etag, CreateOnly, Ttl, Transactions],
+    }
 }

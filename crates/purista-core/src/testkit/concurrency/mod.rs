@@ -7,6 +7,9 @@
 //!   when the store has them), recorded as a history
 //!   and checked per key against a register
 //!   ([`linearizability::check`](super::linearizability::check)).
+//! - [`lease`]: holders of one lease write under it with fenced writes,
+//!   some paused past their TTL; tokens must strictly increase, leases
+//!   never overlap, and no stale write lands after a newer holder's.
 //! - [`bank`]: Jepsen's bank test: transfers in transactions, readers of
 //!   every account through `get_state`; the total never changes.
 //!
@@ -18,6 +21,8 @@ mod bank;
 mod client;
 mod counter;
 mod drive;
+mod fencing;
+mod lease;
 mod workload;
 
 use std::{
@@ -35,6 +40,8 @@ use super::{
 use self::{client::*, drive::*, workload::*};
 pub use bank::bank_with;
 pub use counter::counter_with;
+pub use fencing::{GrantRecord, LeaseHistory, WriteRecord, check_fencing};
+pub use lease::{lease_unfenced, lease_with};
 pub use workload::{Mix, Workload};
 
 /// How long the final reads may keep retrying after a fault.
@@ -129,6 +136,13 @@ pub async fn linearizable(factory: &impl Factory) {
 /// acknowledged increment was lost or applied twice. Needs counters.
 pub async fn counter(factory: &impl Factory) {
     counter_with(factory, Workload::default(), async {}).await.assert_passed();
+}
+
+/// Lease holders on every instance with the default workload; panics if
+/// tokens went back, two leases overlapped or a stale fenced write landed.
+/// Needs ETags, create-only writes, TTLs and transactions.
+pub async fn lease(factory: &impl Factory) {
+    lease_with(factory, Workload::default(), async {}).await.assert_passed();
 }
 
 /// Jepsen's bank test with the default workload; panics if a read sees

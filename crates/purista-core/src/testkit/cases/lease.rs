@@ -1,0 +1,153 @@
+//! Leases, locks and elections, across instances: one holder at a time,
+//! tokens that only grow, fenced writes refused once a newer token exists.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::json;
+
+use super::support::*;
+use crate::{
+    ErrorKind, Json, Lease, LockGuard, PutOptions, Role, StateStore,
+    lease::{Election, fence_key, holder_key},
+    testkit::{Factory, unique},
+};
+
+/// A lease TTL the store can keep (whole TTL steps), at least `floor`.
+fn ttl_of(store: &dyn StateStore, floor: Duration) -> Duration {
+    store.capabilities().ttl.unwrap_or_default().max(floor)
+}
+
+async fn cleanup(store: &dyn StateStore, name: &str, extra: &[&str]) {
+    for key in [fence_key(name), holder_key(name)].iter().map(String::as_str).chain(extra.iter().copied()) {
+        _ = store.remove_state(key).await;
+    }
+}
+
+/// One holder at a time across instances; release hands over with a larger
+/// token; a stale lease's renewal and fenced writes are refused, and write
+/// nothing; a zero TTL is `InvalidArgument`.
+pub async fn lease_basics(factory: &impl Factory) {
+    let (Some(a), Some(b)) = (store(factory).await, store(factory).await) else { return };
+    let name = unique("lease");
+    let resource = format!("{{{name}}}:resource");
+    let ttl = ttl_of(&*a, Duration::from_secs(5));
+    let first = Lease::try_acquire(a.clone(), &name, ttl).await.unwrap().expect("a free lease is granted");
+    assert!(first.is_valid());
+    assert!(Lease::try_acquire(b.clone(), &name, ttl).await.unwrap().is_none(), "held by the first");
+    first.fenced_put(&resource, Json::from(json!("one")), PutOptions::default()).await.unwrap();
+
+    let token = first.token();
+    first.clone().release().await.unwrap();
+    let second = Lease::try_acquire(b.clone(), &name, ttl).await.unwrap().expect("released, so granted");
+    assert!(second.token() > token, "tokens grow: {} after {token}", second.token());
+    let refused = first.fenced_put(&resource, Json::from(json!("stale")), PutOptions::default()).await;
+    expect_kind(refused, ErrorKind::Conflict, "a stale token's fenced write");
+    assert_eq!(raw(&*a, &resource).await, Some(json!("one")), "the refused write wrote nothing");
+    let mut stale = first.clone();
+    expect_kind(stale.renew().await, ErrorKind::Conflict, "renewing a lease another holds");
+    second.fenced_put(&resource, Json::from(json!("two")), PutOptions::default()).await.unwrap();
+    assert_eq!(raw(&*b, &resource).await, Some(json!("two")));
+
+    let zero = Lease::try_acquire(a.clone(), &unique("lease-zero"), Duration::ZERO).await;
+    expect_kind(zero, ErrorKind::InvalidArgument, "a zero TTL");
+    second.release().await.unwrap();
+    cleanup(&*a, &name, &[&resource]).await;
+}
+
+/// An unrenewed lease expires and goes to a waiter, with a larger token;
+/// the waiter's `acquire` does not return before the expiry.
+pub async fn lease_expiry(factory: &impl Factory) {
+    let (Some(a), Some(b)) = (store(factory).await, store(factory).await) else { return };
+    let name = unique("lease-expiry");
+    let ttl = ttl_of(&*a, Duration::from_millis(500));
+    let first = Lease::try_acquire(a.clone(), &name, ttl).await.unwrap().expect("granted");
+    let waited = Lease::acquire(b.clone(), &name, ttl, ttl * 10).await.unwrap();
+    let second = waited.expect("granted once the first expired");
+    assert!(!first.is_valid(), "granted while the first was still valid by its clock");
+    assert!(second.token() > first.token());
+    assert!(Lease::acquire(a.clone(), &name, ttl, Duration::from_millis(50)).await.unwrap().is_none());
+    second.release().await.unwrap();
+    cleanup(&*a, &name, &[]).await;
+}
+
+/// A lock guard renews past its TTL while held, and `lost` resolves once the
+/// lease is taken from it (its holder key removed by another writer).
+pub async fn lock_guard_renews_and_reports_loss(factory: &impl Factory) {
+    let (Some(a), Some(b)) = (store(factory).await, store(factory).await) else { return };
+    let name = unique("lock");
+    let ttl = ttl_of(&*a, Duration::from_millis(600));
+    let guard = LockGuard::acquire(a.clone(), &name, ttl, ttl).await.unwrap().expect("granted");
+    tokio::time::sleep(ttl * 2).await;
+    assert!(guard.is_held(), "renewed in the background");
+    assert!(Lease::try_acquire(b.clone(), &name, ttl).await.unwrap().is_none(), "still held");
+    b.remove_state(&holder_key(&name)).await.unwrap();
+    let lost = tokio::time::timeout(ttl * 3, guard.lost()).await;
+    assert!(lost.is_ok(), "the guard did not notice that its lease was taken");
+    assert!(!guard.is_held());
+    let next = Lease::try_acquire(b.clone(), &name, ttl).await.unwrap().expect("free again");
+    assert!(next.token() > guard.token());
+    let refused =
+        guard.fenced_put(&format!("{{{name}}}:r"), Json::from(json!(1)), PutOptions::default()).await;
+    expect_kind(refused, ErrorKind::Conflict, "a lost lock's fenced write");
+    next.release().await.unwrap();
+    drop(guard);
+    cleanup(&*a, &name, &[]).await;
+}
+
+/// Three instances campaign: one leads; when it resigns another takes over
+/// with a larger token, and never two at once.
+pub async fn election_hands_over(factory: &impl Factory) {
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let Some(s) = store(factory).await else { return };
+        stores.push(s);
+    }
+    let name = unique("election");
+    let ttl = ttl_of(&*stores[0], Duration::from_millis(500));
+    let mut elections: Vec<Election> =
+        stores.iter().map(|s| Election::start(s.clone(), &name, ttl)).collect();
+    let (leader, token) = one_leader(&elections, ttl * 20).await;
+    elections.swap_remove(leader).resign().await;
+    let (_, next) = one_leader(&elections, ttl * 20).await;
+    assert!(next > token, "the new leader's token {next} is not above {token}");
+    for e in elections {
+        e.resign().await;
+    }
+    cleanup(&*stores[0], &name, &[]).await;
+}
+
+/// Waits for exactly one leader; panics if two lead at once or none within `wait`.
+async fn one_leader(elections: &[Election], wait: Duration) -> (usize, u64) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let leaders: Vec<(usize, u64)> = elections
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e.role() {
+                Role::Leader { token } => Some((i, token)),
+                Role::Follower => None,
+            })
+            .collect();
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+        if let [one] = leaders[..] {
+            return one;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader within {wait:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Leases need ETags, create-only writes, TTLs and transactions: without
+/// them `try_acquire` is `Unsupported`, before anything is written.
+pub async fn lease_needs_capabilities(factory: &impl Factory) {
+    let Some(s) = store(factory).await else { return };
+    let caps = s.capabilities();
+    let name = unique("lease-unsupported");
+    let result = Lease::try_acquire(Arc::clone(&s), &name, Duration::from_secs(1)).await;
+    if caps.etag && caps.create_only && caps.ttl.is_some() && caps.transactions {
+        result.unwrap().expect("granted").release().await.unwrap();
+        cleanup(&*s, &name, &[]).await;
+    } else {
+        expect_kind(result, ErrorKind::Unsupported, "a lease on a store without its capabilities");
+    }
+}
