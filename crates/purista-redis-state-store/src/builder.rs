@@ -128,6 +128,9 @@ impl RedisStoreBuilder {
         let connection = ConnectionConfig {
             // Never re-send a command that reached a connection: see the crate docs.
             max_command_attempts: 1,
+            // fred would spend that one attempt following a Cluster redirect:
+            // the store sends redirected commands again itself (`redirect`).
+            max_redirections: 0,
             connection_timeout: self.connect_timeout,
             internal_command_timeout: self.connect_timeout,
             ..Default::default()
@@ -170,6 +173,14 @@ impl RedisStateStore {
                 address = %target.address,
                 "fred's max_command_attempts > 1: a write in flight during a reconnect may be applied twice; \
                  set ConnectionConfig::max_command_attempts = 1 to avoid it"
+            );
+        }
+        let connection = client.connection_config();
+        if client.is_clustered() && connection.max_command_attempts == 1 && connection.max_redirections > 0 {
+            tracing::warn!(
+                address = %target.address,
+                "fred spends a command attempt on each Cluster redirect: with max_command_attempts = 1 every redirected \
+                 command fails; set ConnectionConfig::max_redirections = 0 and the store sends them again itself"
             );
         }
         if !pool.clients().iter().all(|c| c.is_connected()) {

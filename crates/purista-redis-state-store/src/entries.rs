@@ -48,7 +48,7 @@ async fn mget(store: &RedisStateStore, keys: Vec<Key>) -> Result<Vec<Option<Json
     let n = keys.len();
     // One key: the error names it (several: the failure is not one key's).
     let one = (n == 1).then(|| keys[0].as_str().map(str::to_owned)).flatten();
-    let reply = store.pool().mget::<Value, _>(keys).await.map_err(|e| {
+    let reply = store.resend(|| store.pool().mget::<Value, _>(keys.clone())).await.map_err(|e| {
         let err = store.err(e, "MGET");
         match one {
             Some(key) => err.with_key(key),
@@ -67,7 +67,8 @@ async fn mget(store: &RedisStateStore, keys: Vec<Key>) -> Result<Vec<Option<Json
 }
 
 pub(crate) async fn get_value(store: &RedisStateStore, key: &str) -> Result<Option<Json>> {
-    let v: Value = store.pool().get(key).await.map_err(|e| store.err(e, "GET").with_key(key))?;
+    let v: Value =
+        store.resend(|| store.pool().get(key)).await.map_err(|e| store.err(e, "GET").with_key(key))?;
     Ok(to_json(v))
 }
 
@@ -158,7 +159,7 @@ async fn set_plain(
 ) -> Result<()> {
     let client = store.pool().next();
     let pairs = vec![(Key::from(key), Value::Bytes(bytes)), (Key::from(vkey), Value::from(version))];
-    client.mset(pairs).await.map_err(|e| store.err(e, "MSET").with_key(key))?;
+    store.resend(|| client.mset(pairs.clone())).await.map_err(|e| store.err(e, "MSET").with_key(key))?;
     replicas::after_write(store, client).await.map_err(|e| e.with_key(key))
 }
 

@@ -8,6 +8,7 @@ mod entries;
 mod error;
 mod etag;
 mod list;
+mod redirect;
 mod replicas;
 mod scripts;
 mod sentinel;

@@ -64,10 +64,11 @@ async fn run_on(
     keys: Vec<Key>,
     args: Vec<Value>,
 ) -> Result<Value> {
-    let first = client.evalsha::<Value, _, _, _>(script.sha.as_str(), keys.clone(), args.clone()).await;
-    match first {
+    let evalsha = || client.evalsha::<Value, _, _, _>(script.sha.as_str(), keys.clone(), args.clone());
+    match store.resend(evalsha).await {
         Err(e) if error::is_noscript(&e) => {
-            client.eval::<Value, _, _, _>(script.src, keys, args).await.map_err(|e| store.err(e, "EVAL"))
+            let eval = || client.eval::<Value, _, _, _>(script.src, keys.clone(), args.clone());
+            store.resend(eval).await.map_err(|e| store.err(e, "EVAL"))
         }
         other => other.map_err(|e| store.err(e, "EVALSHA")),
     }

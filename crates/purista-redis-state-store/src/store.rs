@@ -12,7 +12,7 @@ use purista_core::{
 use crate::{
     counter, entries,
     error::Target,
-    list,
+    list, redirect,
     replicas::Replicas,
     sentinel, transaction,
     watch::{self, Watchers, Watches},
@@ -39,6 +39,9 @@ struct Inner {
     cluster: bool,
     /// The database index (0 unless the URL or config selects another).
     db: u8,
+    /// How long a command refused by a slot migration is sent again (the
+    /// command timeout).
+    redirect_budget: Duration,
     /// Whether `destroy` closes the connections (false for a caller's client).
     owned: bool,
     /// `WAIT` for replicas after each write.
@@ -74,12 +77,17 @@ impl RedisStateStore {
     ) -> Self {
         let cluster = pool.next().is_clustered();
         let db = pool.next().client_config().database.unwrap_or(0);
+        let redirect_budget = match pool.next().perf_config().default_command_timeout {
+            Duration::ZERO => crate::DEFAULT_COMMAND_TIMEOUT,
+            timeout => timeout,
+        };
         let follower = parking_lot::Mutex::new(sentinel::follow(&pool).await);
         let inner = Inner {
             pool,
             target,
             cluster,
             db,
+            redirect_budget,
             owned,
             replicas,
             follower,
@@ -120,6 +128,16 @@ impl RedisStateStore {
 
     pub(crate) fn db(&self) -> u8 {
         self.inner.db
+    }
+
+    /// Runs a fred call, and again while a slot migration refuses it
+    /// ([`redirect`]).
+    pub(crate) async fn resend<T, F, Fut>(&self, call: F) -> std::result::Result<T, fred::error::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, fred::error::Error>>,
+    {
+        redirect::resend(self.inner.redirect_budget, call).await
     }
 
     pub(crate) fn replicas(&self) -> Option<Replicas> {
