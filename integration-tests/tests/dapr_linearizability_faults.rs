@@ -154,3 +154,15 @@ async fn dapr_counts_every_acknowledged_increment_through_a_stall_and_a_restart(
     let report = testkit::counter_with(&factory, workload(), faults).await;
     passed_through_the_fault(&report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_leases_stay_fenced_through_a_stall_and_a_restart() {
+    let mut sidecar = sidecar().await;
+    let factory = dapr(&sidecar);
+    let faults = async {
+        stall(&mut sidecar).await;
+        restart(&mut sidecar).await;
+    };
+    let report = testkit::lease_with(&factory, workload(), faults).await;
+    passed_through_the_fault(&report);
+}

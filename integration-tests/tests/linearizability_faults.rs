@@ -1,8 +1,9 @@
 //! The concurrency checks of `purista_core::testkit` against a dedicated
 //! server that is paused, resumed, restarted and killed while the clients
 //! run: the history must stay linearizable per key (an operation that timed
-//! out may or may not have taken effect), the bank must keep its total, and
-//! a counter must count every acknowledged increment once.
+//! out may or may not have taken effect), the bank must keep its total, a
+//! counter must count every acknowledged increment once, and leases must
+//! stay fenced (tokens grow, no overlap, no stale write lands).
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -180,6 +181,28 @@ async fn nats_bank_keeps_its_total_through_pause_restart_and_kill() {
     };
     let factory = nats(server.url());
     let report = testkit::bank_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_leases_stay_fenced_through_pause_restart_and_kill() {
+    let Some(mut server) = Server::start_dedicated(Kind::Redis, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = redis(server.url());
+    let report = testkit::lease_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_leases_stay_fenced_through_pause_restart_and_kill() {
+    let Some(mut server) = Server::start_dedicated(Kind::Nats, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = nats(server.url());
+    let report = testkit::lease_with(&factory, workload(), faults(&mut server)).await;
     report.assert_passed();
     faulted(&report);
 }
