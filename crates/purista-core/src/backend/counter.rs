@@ -3,7 +3,7 @@
 //! conflict (at most `UPDATE_ATTEMPTS` times, as `update`). Linearizable
 //! wherever the backend's ETag writes are.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Backend;
 use crate::{Error, ErrorKind, Json, PutMode, PutOptions, Result, UPDATE_ATTEMPTS};
@@ -22,14 +22,22 @@ pub fn add(key: &str, current: i64, delta: i64) -> Result<i64> {
     })
 }
 
-/// What is left of an expiry, rounded *down* to the backend's TTL step (at
-/// least one step): a TTL is relative to the write, so rounding up would let
-/// a counter incremented often outlive its first TTL.
+/// What is left of an expiry, rounded to the *nearest* TTL step (at least
+/// one step): a TTL is relative to the write, so on a store with whole-second
+/// TTLs the expiry can only be kept to within half a step. Rounding down
+/// lost up to a step per increment (a hammered counter expired within a
+/// second, resetting a rate-limit window); rounding up gained as much.
 fn remaining<B: Backend>(b: &B, at: SystemTime) -> Duration {
-    let step = Backend::capabilities(b).ttl.unwrap_or(Duration::from_millis(1)).as_nanos().max(1);
+    let step = Backend::capabilities(b).ttl.unwrap_or(Duration::from_millis(1));
+    // An expiry reported in whole seconds (Dapr's `ttlExpireTime`) is
+    // anywhere in the second after it: take the middle, or every increment
+    // would lose half a second on average.
+    let whole = at.duration_since(UNIX_EPOCH).is_ok_and(|t| t.subsec_nanos() == 0);
+    let at = if whole && step >= Duration::from_secs(1) { at + Duration::from_millis(500) } else { at };
+    let step = step.as_nanos().max(1);
     let left = at.duration_since(SystemTime::now()).unwrap_or_default().as_nanos();
-    let floored = (left / step).max(1) * step;
-    Duration::from_nanos(u64::try_from(floored).unwrap_or(u64::MAX))
+    let nearest = ((left + step / 2) / step).max(1) * step;
+    Duration::from_nanos(u64::try_from(nearest).unwrap_or(u64::MAX))
 }
 
 pub(super) async fn by_compare_and_swap<B: Backend>(
