@@ -8,6 +8,7 @@ mod handle;
 mod json;
 mod key;
 mod memory;
+mod rate_limit;
 mod service;
 mod store;
 #[cfg(feature = "testkit")]
@@ -19,6 +20,7 @@ pub use ext::{StateStoreExt, UPDATE_ATTEMPTS, Versioned};
 pub use json::Json;
 pub use key::{MAX_KEY_BYTES, validate_key};
 pub use memory::DefaultStateStore;
+pub use rate_limit::{Decision, RateLimit, RateLimited};
 pub use service::{Context, HandlerError, Service, ServiceBuilder, ServiceInfo};
 pub use store::{
     Capabilities, Capability, ETag, Entry, Op, PutMode, PutOptions, StateMap, StateStore, WatchEvent,
