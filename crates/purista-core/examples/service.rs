@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use purista_core::{DefaultStateStore, HandlerError, Service, StateStoreExt};
+use purista_core::{DefaultStateStore, RateLimit, Service, StateStoreExt};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -23,8 +23,8 @@ enum Job {
     Done { items: u32 },
 }
 
-const RATE_LIMIT: i64 = 5;
-const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Five searches per user and minute, counted across every instance.
+const SEARCH_LIMIT: RateLimit = RateLimit::fixed_window(5, Duration::from_secs(60));
 
 fn service() -> Service {
     Service::builder("shop", "1")
@@ -44,14 +44,10 @@ fn service() -> Service {
             Ok(views)
         })
         .command("search", |ctx, user_id: String| async move {
-            // A fixed window per user: the TTL is set by the window's first
-            // request, and later increments keep it.
+            // Over the limit, a 429 saying how long to wait.
             let key = format!("rateLimit:{user_id}:search");
-            let count = ctx.states.increment(&key, 1, Some(RATE_WINDOW)).await?;
-            if count > RATE_LIMIT {
-                return Err(HandlerError::new(429, "rate limit exceeded"));
-            }
-            Ok(format!("results for {user_id} ({count}/{RATE_LIMIT})"))
+            let quota = SEARCH_LIMIT.check(&*ctx.states, &key).await?.into_result()?;
+            Ok(format!("results for {user_id} ({}/{} left this minute)", quota.remaining(), quota.limit()))
         })
         .command("run-job", |ctx, job_id: String| async move {
             let key = format!("job:{job_id}");
@@ -80,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("counter  views:home = {total} after 200 concurrent views ({failed} failed)");
     assert_eq!(total, 200);
 
-    for _ in 0..=RATE_LIMIT {
+    for _ in 0..=SEARCH_LIMIT.limit() {
         match shop.invoke::<_, String>("search", "user-456").await {
             Ok(answer) => println!("search   {answer}"),
             Err(e) => println!("search   refused: {e}"),

@@ -9,6 +9,7 @@ mod json;
 mod key;
 pub mod lease;
 mod memory;
+mod rate_limit;
 mod service;
 mod store;
 #[cfg(feature = "testkit")]
@@ -21,6 +22,7 @@ pub use json::Json;
 pub use key::{MAX_KEY_BYTES, validate_key};
 pub use lease::{Election, Lease, LockGuard, Role};
 pub use memory::DefaultStateStore;
+pub use rate_limit::{Decision, RateLimit, RateLimited};
 pub use service::{Context, HandlerError, Service, ServiceBuilder, ServiceInfo};
 pub use store::{
     Capabilities, Capability, ETag, Entry, Op, PutMode, PutOptions, StateMap, StateStore, WatchEvent,

@@ -10,6 +10,7 @@ mod instances;
 mod keys;
 mod lease;
 mod list;
+mod rate_limit;
 mod support;
 mod transactions;
 mod ttl;
@@ -19,7 +20,7 @@ use std::{future::Future, pin::Pin};
 
 pub use self::{
     basic::*, capabilities::*, config::*, counters::*, etag::*, instances::*, keys::*, lease::*, list::*,
-    transactions::*, ttl::*, watch::*,
+    rate_limit::*, transactions::*, ttl::*, watch::*,
 };
 use super::{Factory, concurrency};
 use crate::{Capabilities, Capability};
@@ -109,6 +110,12 @@ table! {
     watch {
         watch_prefix [Watch], watch_burst_transaction [Watch, Transactions], watch_concurrent_writers [Watch],
         watch_foreign_writers [Watch], watch_expiry [Watch, Ttl], watch_counters [Watch, Counters],
+    }
+    rate_limit {
+        rate_limit_fixed_burst [Counters, Ttl], rate_limit_fixed_window_resets [Counters, Ttl],
+        rate_limit_fixed_window_holds_under_hammering [Counters, Ttl],
+        rate_limit_sliding_burst [Counters, Ttl], rate_limit_sliding_smooths_boundary [Counters, Ttl],
+        rate_limit_rejects_bad_arguments [],
     }
     instances {
         instances_share_state [], many_instances_connect_at_once [],
