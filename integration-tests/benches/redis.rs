@@ -29,7 +29,19 @@ impl Raw for Fred {
         self.0.incr_by::<i64, _>(key, 1).await.unwrap();
         true
     }
+    /// `SET key token NX PX ttl`, then the usual compare-and-delete script.
+    async fn lock_cycle(&self, key: &str) -> bool {
+        let ttl = Expiration::PX(harness::LOCK_TTL.as_millis() as i64);
+        let token = format!("{}-{}", std::process::id(), key.len());
+        let set: Option<String> =
+            self.0.set(key, token.as_str(), Some(ttl), Some(SetOptions::NX), false).await.unwrap();
+        let released: i64 = self.0.eval(RELEASE, vec![key], vec![token]).await.unwrap();
+        set.is_some() && released == 1
+    }
 }
+
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 fn main() {
     let rt = harness::runtime();

@@ -6,7 +6,7 @@ use std::{future::Future, hint::black_box, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
-use purista_core::{Json, StateStore, StateStoreExt};
+use purista_core::{Json, Lease, StateStore, StateStoreExt};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
@@ -19,6 +19,11 @@ pub trait Raw: Send + Sync + 'static {
     /// The backend's own atomic increment by 1, where it has one (`false`:
     /// none, nothing to compare with).
     fn increment(&self, _key: &str) -> impl Future<Output = bool> + Send {
+        async { false }
+    }
+    /// The backend's usual lock: take `key` for one holder with a TTL, then
+    /// release it only if still held by that holder (`false`: none).
+    fn lock_cycle(&self, _key: &str) -> impl Future<Output = bool> + Send {
         async { false }
     }
 }
@@ -38,6 +43,8 @@ pub const TASKS: usize = 64;
 pub const OPS_PER_TASK: usize = 20;
 pub const CAS_TASKS: usize = 8;
 pub const CAS_EACH: usize = 10;
+/// The TTL of the locks taken (each released at once).
+pub const LOCK_TTL: Duration = Duration::from_secs(10);
 
 pub fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -70,6 +77,23 @@ pub fn run<R: Raw>(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dy
     g.throughput(Throughput::Elements(100));
     many_names(&mut g, rt, &store, &raw, &prefix);
     g.finish();
+
+    if rt.block_on(raw.lock_cycle(&format!("{prefix}.raw-lock"))) {
+        let mut g = c.benchmark_group(format!("{backend}/lock"));
+        g.throughput(Throughput::Elements(1));
+        let name = format!("{prefix}.lock");
+        g.bench_function("store_acquire_release", |b| {
+            b.to_async(rt).iter(|| async {
+                let lease = Lease::try_acquire(store.clone(), &name, LOCK_TTL).await.unwrap();
+                lease.expect("free").release().await.unwrap();
+            })
+        });
+        let key = format!("{prefix}.raw-lock");
+        g.bench_function("raw_acquire_release", |b| {
+            b.to_async(rt).iter(|| async { assert!(raw.lock_cycle(&key).await) })
+        });
+        g.finish();
+    }
 
     let mut g = c.benchmark_group(format!("{backend}/concurrent_{TASKS}_tasks"));
     g.throughput(Throughput::Elements((TASKS * OPS_PER_TASK * 2) as u64));
