@@ -3,10 +3,14 @@
 //!
 //! `cargo bench -p purista-core --bench default_store`
 
-use std::{collections::HashMap, hint::black_box, sync::Arc, time::Duration};
+use std::{collections::HashMap, hash::BuildHasher, hint::black_box, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+    measurement::WallTime,
+};
+use dashmap::DashMap;
 use parking_lot::RwLock;
 use purista_core::{DefaultStateStore, Json, PutMode, PutOptions, StateStore, StateStoreExt};
 use serde::{Deserialize, Serialize};
@@ -25,9 +29,9 @@ fn session() -> Session {
 
 /// The baseline: what a hand-written in-memory store would do.
 #[derive(Default)]
-struct Locked(RwLock<HashMap<String, Bytes>>);
+struct Locked<H = std::hash::RandomState>(RwLock<HashMap<String, Bytes, H>>);
 
-impl Locked {
+impl<H: BuildHasher> Locked<H> {
     fn get(&self, key: &str) -> Option<Bytes> {
         self.0.read().get(key).cloned()
     }
@@ -43,7 +47,7 @@ fn rt() -> Runtime {
 fn single_key(c: &mut Criterion) {
     let rt = rt();
     let store = DefaultStateStore::new();
-    let map = Locked::default();
+    let map: Locked = Locked::default();
     let value = Json::encode(&session()).unwrap();
     rt.block_on(store.set_state("session:1", value.clone())).unwrap();
     map.set("session:1", value.clone().into_bytes());
@@ -54,6 +58,13 @@ fn single_key(c: &mut Criterion) {
     });
     g.bench_function("get_raw/locked_map", |b| {
         b.to_async(&rt).iter(|| async { black_box(map.get("session:1")) })
+    });
+    // The store's map alone, through `Backend` (no key checks, prefix, span
+    // or boxed future): what the data structure costs against the bare map.
+    g.bench_function("get_raw/store_map_only", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(purista_core::backend::Backend::get_value(&store, "session:1").await.unwrap())
+        })
     });
     g.bench_function("get_typed/store", |b| {
         b.to_async(&rt).iter(|| async { black_box(store.get::<Session>("session:1").await.unwrap()) })
@@ -70,6 +81,11 @@ fn single_key(c: &mut Criterion) {
     g.bench_function("set_raw/locked_map", |b| {
         b.to_async(&rt).iter(|| async { map.set("session:1", value.clone().into_bytes()) })
     });
+    g.bench_function("set_raw/store_map_only", |b| {
+        b.to_async(&rt).iter(|| async {
+            purista_core::backend::Backend::set_state(&store, "session:1", value.clone()).await.unwrap()
+        })
+    });
     let s = session();
     g.bench_function("set_typed/store", |b| {
         b.to_async(&rt).iter(|| async { store.set("session:1", &s).await.unwrap() })
@@ -83,7 +99,7 @@ fn single_key(c: &mut Criterion) {
 fn many_names(c: &mut Criterion) {
     let rt = rt();
     let store = DefaultStateStore::new();
-    let map = Locked::default();
+    let map: Locked = Locked::default();
     let keys: Vec<String> = (0..100).map(|i| format!("k:{i}")).collect();
     for k in &keys {
         rt.block_on(store.set(k, &1u32)).unwrap();
@@ -111,52 +127,145 @@ fn many_names(c: &mut Criterion) {
     g.finish();
 }
 
+/// 64 tasks, each setting and reading its own 8 keys 100 times, on 2 worker
+/// threads: the store against the locked map (the README's figure), then the
+/// maps the store could be built on, side by side (how its map was chosen).
 fn concurrent(c: &mut Criterion) {
-    const TASKS: usize = 64;
-    const OPS: usize = 100;
     let rt = rt();
-    let store = Arc::new(DefaultStateStore::new());
-    let map = Arc::new(Locked::default());
     let value = Json::encode(&session()).unwrap();
     let mut g = c.benchmark_group("concurrent_64_tasks");
-    g.throughput(Throughput::Elements((TASKS * OPS) as u64));
+    g.throughput(Throughput::Elements((SET_GET_TASKS * OPS) as u64));
+    let store = Arc::new(DefaultStateStore::new());
     g.bench_function("store", |b| {
         b.to_async(&rt).iter(|| {
-            let (store, value) = (store.clone(), value.clone());
-            async move {
-                let tasks = (0..TASKS).map(|t| {
-                    let (store, value) = (store.clone(), value.clone());
-                    tokio::spawn(async move {
-                        for i in 0..OPS {
-                            let key = format!("c:{t}:{}", i % 8);
-                            store.set_state(&key, value.clone()).await.unwrap();
-                            black_box(store.get_state(&[&key]).await.unwrap());
-                        }
-                    })
-                });
-                futures_util::future::join_all(tasks).await;
-            }
+            set_get_tasks(store.clone(), value.clone(), |store, key, value| async move {
+                store.set_state(&key, value).await.unwrap();
+                black_box(store.get_value(&key).await.unwrap());
+            })
         })
     });
-    g.bench_function("locked_map", |b| {
-        b.to_async(&rt).iter(|| {
-            let (map, value) = (map.clone(), value.clone());
-            async move {
-                let tasks = (0..TASKS).map(|t| {
-                    let (map, value) = (map.clone(), value.clone());
-                    tokio::spawn(async move {
-                        for i in 0..OPS {
-                            let key = format!("c:{t}:{}", i % 8);
-                            map.set(&key, value.clone().into_bytes());
-                            black_box(map.get(&key));
-                        }
-                    })
-                });
-                futures_util::future::join_all(tasks).await;
-            }
-        })
-    });
+    bench_map(&mut g, &rt, "locked_map", Locked::<std::hash::RandomState>::default(), &value);
     g.finish();
+
+    let mut g = c.benchmark_group("maps_64_tasks");
+    g.throughput(Throughput::Elements((SET_GET_TASKS * OPS) as u64));
+    bench_map(&mut g, &rt, "locked_map_foldhash", Locked::<Fold>::default(), &value);
+    bench_map(&mut g, &rt, "sharded_32", Sharded::default(), &value);
+    bench_map(&mut g, &rt, "dashmap", DashMap::<String, Bytes, Fold>::default(), &value);
+    bench_map(&mut g, &rt, "papaya", papaya::HashMap::<String, Bytes, Fold>::default(), &value);
+    bench_map(&mut g, &rt, "scc", scc::HashMap::<String, Bytes, Fold>::default(), &value);
+    g.finish();
+
+    // One caller: what each map costs when nothing contends.
+    let mut g = c.benchmark_group("maps_single_key");
+    single_map(&mut g, "locked_map_foldhash", Locked::<Fold>::default(), &value);
+    single_map(&mut g, "sharded_32", Sharded::default(), &value);
+    single_map(&mut g, "dashmap", DashMap::<String, Bytes, Fold>::default(), &value);
+    single_map(&mut g, "papaya", papaya::HashMap::<String, Bytes, Fold>::default(), &value);
+    single_map(&mut g, "scc", scc::HashMap::<String, Bytes, Fold>::default(), &value);
+    g.finish();
+}
+
+fn single_map<M: Map>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, map: M, value: &Json) {
+    let value = value.clone().into_bytes();
+    map.set("session:1", value.clone());
+    g.bench_function(format!("get/{name}"), |b| b.iter(|| black_box(map.get("session:1"))));
+    g.bench_function(format!("set/{name}"), |b| b.iter(|| map.set("session:1", value.clone())));
+}
+
+const SET_GET_TASKS: usize = 64;
+const OPS: usize = 100;
+
+fn bench_map<M: Map>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, map: M, value: &Json) {
+    let map = Arc::new(map);
+    g.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            set_get_tasks(map.clone(), value.clone(), |map, key, value| async move {
+                map.set(&key, value.into_bytes());
+                black_box(map.get(&key));
+            })
+        })
+    });
+}
+
+/// [`SET_GET_TASKS`] tasks, each running `op` [`OPS`] times over its own 8 keys.
+async fn set_get_tasks<S, F, Fut>(s: Arc<S>, value: Json, op: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, String, Json) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let tasks = (0..SET_GET_TASKS).map(|t| {
+        let (s, value, op) = (s.clone(), value.clone(), op.clone());
+        tokio::spawn(async move {
+            for i in 0..OPS {
+                op(s.clone(), format!("c:{t}:{}", i % 8), value.clone()).await;
+            }
+        })
+    });
+    futures_util::future::join_all(tasks).await;
+}
+
+type Fold = foldhash::fast::RandomState;
+
+/// What each candidate map offers the benchmark.
+trait Map: Send + Sync + 'static {
+    fn get(&self, key: &str) -> Option<Bytes>;
+    fn set(&self, key: &str, value: Bytes);
+}
+
+impl<H: BuildHasher + Send + Sync + 'static> Map for Locked<H> {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        Locked::get(self, key)
+    }
+    fn set(&self, key: &str, value: Bytes) {
+        Locked::set(self, key, value)
+    }
+}
+
+/// The store's own layout, bare: 32 locked maps picked by key hash.
+struct Sharded(Box<[Locked<Fold>]>, Fold);
+
+impl Default for Sharded {
+    fn default() -> Self {
+        Sharded((0..32).map(|_| Locked::default()).collect(), Fold::default())
+    }
+}
+
+impl Map for Sharded {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.0[(self.1.hash_one(key) >> 59) as usize].get(key)
+    }
+    fn set(&self, key: &str, value: Bytes) {
+        self.0[(self.1.hash_one(key) >> 59) as usize].set(key, value)
+    }
+}
+
+impl Map for DashMap<String, Bytes, Fold> {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        DashMap::get(self, key).map(|v| v.clone())
+    }
+    fn set(&self, key: &str, value: Bytes) {
+        self.insert(key.to_owned(), value);
+    }
+}
+
+impl Map for papaya::HashMap<String, Bytes, Fold> {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.pin().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: Bytes) {
+        self.pin().insert(key.to_owned(), value);
+    }
+}
+
+impl Map for scc::HashMap<String, Bytes, Fold> {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.read_sync(key, |_, v| v.clone())
+    }
+    fn set(&self, key: &str, value: Bytes) {
+        self.upsert_sync(key.to_owned(), value);
+    }
 }
 
 fn cas_counter(c: &mut Criterion) {

@@ -1,5 +1,5 @@
-//! The map behind the store: slots with versions and deadlines, and the
-//! rules of a write.
+//! One shard of the store: slots with versions and deadlines, and the rules
+//! of a write.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,12 +11,15 @@ use crate::{
     backend::{add, counter_value},
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Data {
     pub(super) map: HashMap<Box<str>, Slot, foldhash::fast::RandomState>,
     /// Deadlines in order, for the reaper; one entry per live TTL.
     pub(super) expiries: BTreeMap<(Instant, u64), Box<str>>,
-    pub(super) version: u64,
+    /// The next write's version; versions grow by `step`, so that shards
+    /// starting at different offsets never hand out the same one.
+    next: u64,
+    step: u64,
 }
 
 #[derive(Debug)]
@@ -43,6 +46,10 @@ pub(super) fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
 }
 
 impl Data {
+    pub(super) fn new(first: u64, step: u64) -> Self {
+        Data { map: HashMap::default(), expiries: BTreeMap::new(), next: first, step }
+    }
+
     pub(super) fn live(&self, key: &str) -> Option<&Slot> {
         self.map.get(key).filter(|s| s.live())
     }
@@ -64,11 +71,10 @@ impl Data {
         }
     }
 
-    /// Writes and returns the new version and whether the reaper must look
-    /// at an earlier deadline.
-    pub(super) fn put(&mut self, key: &str, value: Json, ttl: Option<Duration>) -> (u64, bool) {
-        self.version += 1;
-        let version = self.version;
+    /// Writes and returns the new version and the deadline set, if any.
+    pub(super) fn put(&mut self, key: &str, value: Json, ttl: Option<Duration>) -> (u64, Option<Instant>) {
+        let version = self.next;
+        self.next += self.step;
         let expires = ttl.map(|t| Instant::now() + t);
         let slot = Slot { value, version, expires };
         // Overwrite in place: no new key allocation for a key already stored.
@@ -79,15 +85,10 @@ impl Data {
         if let Some(Slot { version: v, expires: Some(t), .. }) = old {
             self.expiries.remove(&(t, v));
         }
-        let earliest = match expires {
-            Some(t) => {
-                let earliest = self.expiries.first_key_value().is_none_or(|((first, _), _)| t < *first);
-                self.expiries.insert((t, version), key.into());
-                earliest
-            }
-            None => false,
-        };
-        (version, earliest)
+        if let Some(t) = expires {
+            self.expiries.insert((t, version), key.into());
+        }
+        (version, expires)
     }
 
     pub(super) fn delete(&mut self, key: &str) -> bool {
@@ -104,13 +105,13 @@ impl Data {
 
     /// Adds `delta` to the counter under `key`: a missing key starts at 0
     /// with `ttl`, an existing one keeps its deadline. The sum, its version
-    /// and whether the reaper must look at an earlier deadline.
+    /// and the deadline set, if any.
     pub(super) fn increment(
         &mut self,
         key: &str,
         delta: i64,
         ttl: Option<Duration>,
-    ) -> Result<(i64, u64, bool)> {
+    ) -> Result<(i64, u64, Option<Instant>)> {
         let (sum, ttl) = match self.live(key) {
             None => (delta, ttl),
             Some(slot) => {
@@ -118,7 +119,24 @@ impl Data {
                 (add(key, counter_value(key, &slot.value)?, delta)?, left)
             }
         };
-        let (version, earliest) = self.put(key, Json::encode(&sum)?, ttl);
-        Ok((sum, version, earliest))
+        let (version, deadline) = self.put(key, Json::encode(&sum)?, ttl);
+        Ok((sum, version, deadline))
+    }
+
+    /// Removes the entries whose deadline is past `now`; their keys, and the
+    /// next deadline left.
+    pub(super) fn purge(&mut self, now: Instant) -> (Vec<Box<str>>, Option<Instant>) {
+        let mut gone = Vec::new();
+        while let Some(entry) = self.expiries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, version), key) = entry.remove_entry();
+            if self.map.get(&key).is_some_and(|s| s.version == version) {
+                self.map.remove(&key);
+                gone.push(key);
+            }
+        }
+        (gone, self.expiries.first_key_value().map(|((t, _), _)| *t))
     }
 }

@@ -1,19 +1,25 @@
 //! The in-memory store: every capability, and the reference semantics the
 //! other backends are tested against.
 mod data;
+mod reaper;
+mod shards;
 
 use std::{
-    sync::{Arc, Weak},
-    thread::Thread,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::StreamExt;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use data::{Data, Slot, etag};
+use data::etag;
+use reaper::Reaper;
+use shards::Shards;
 
 use crate::{
     Capabilities, ETag, Entry, Error, Json, Op, PutOptions, Result, StoreConfig, WatchEvent, WatchKind,
@@ -52,12 +58,40 @@ pub struct DefaultStateStore {
 
 #[derive(Debug)]
 struct Shared {
-    data: RwLock<Data>,
+    /// Keys spread over shards, each behind its own lock; a call on several
+    /// keys locks all of their shards at once (see `shards.rs`).
+    shards: Shards,
     events: broadcast::Sender<WatchEvent>,
-    /// The thread purging expired entries, started by the first TTL write.
-    /// A thread rather than a task: the store must not depend on the runtime
-    /// that happened to write first outliving it.
-    reaper: Mutex<Option<Thread>>,
+    /// Open watch streams. `broadcast::Sender::receiver_count` would take the
+    /// channel's one mutex on every write, which all shards would then share.
+    watchers: Arc<AtomicUsize>,
+    reaper: Mutex<Reaper>,
+}
+
+impl Shared {
+    /// Whether a write must build an event. Read under the shard's lock, after
+    /// a watcher counted itself, so that a watcher that reads the key after
+    /// starting to watch sees either the write or its event.
+    fn watched(&self) -> bool {
+        self.watchers.load(Ordering::SeqCst) > 0
+    }
+
+    /// Sent under the shard's lock: events of one key go out in write order.
+    fn emit(&self, key: &str, kind: WatchKind) {
+        // Building the event costs a key copy: skip it when nobody watches.
+        if self.watched() {
+            let _ = self.events.send(WatchEvent { key: key.to_owned(), kind });
+        }
+    }
+}
+
+/// Counts a watch stream while it lives.
+struct Watching(Arc<AtomicUsize>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Default for DefaultStateStore {
@@ -76,7 +110,8 @@ impl DefaultStateStore {
     pub fn from_config(config: StoreConfig) -> Self {
         tracing::warn!("DefaultStateStore keeps state in memory: use it for development and tests only");
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        let shared = Shared { data: RwLock::default(), events, reaper: Mutex::new(None) };
+        let shared =
+            Shared { shards: Shards::default(), events, watchers: Arc::default(), reaper: Mutex::default() };
         DefaultStateStore { shared: Arc::new(shared), config }
     }
 
@@ -87,14 +122,10 @@ impl DefaultStateStore {
         initial: impl IntoIterator<Item = (String, Json)>,
     ) -> Result<Self> {
         let store = Self::from_config(config);
-        {
-            let mut data = store.shared.data.write();
-            for (key, value) in initial {
-                validate_key(&key)?;
-                data.version += 1;
-                let slot = Slot { value, version: data.version, expires: None };
-                data.map.insert(format!("{}{key}", store.config.key_prefix).into(), slot);
-            }
+        for (key, value) in initial {
+            validate_key(&key)?;
+            let key = format!("{}{key}", store.config.key_prefix);
+            store.shared.shards.write(&key).put(&key, value, None);
         }
         Ok(store)
     }
@@ -107,7 +138,8 @@ impl DefaultStateStore {
 
     /// Number of live entries (expired ones not yet purged are not counted).
     pub fn len(&self) -> usize {
-        self.shared.data.read().map.values().filter(|s| s.live()).count()
+        let all = self.shared.shards.read_all();
+        all.iter().map(|shard| shard.map.values().filter(|s| s.live()).count()).sum()
     }
 
     /// Whether the store holds no live entry.
@@ -115,86 +147,33 @@ impl DefaultStateStore {
         self.len() == 0
     }
 
-    /// Writes under the lock; the new version.
+    /// Writes under the shard's lock; the new version.
     fn put_value(&self, key: &str, value: Json, options: &PutOptions) -> Result<u64> {
-        let event = (self.shared.events.receiver_count() > 0).then(|| value.clone());
-        let (version, earliest) = {
-            let mut data = self.shared.data.write();
-            data.check_put(key, &options.mode)?;
-            let written = data.put(key, value, options.ttl);
+        let (version, deadline) = {
+            let mut shard = self.shared.shards.write(key);
+            shard.check_put(key, &options.mode)?;
+            let event = self.shared.watched().then(|| value.clone());
+            let written = shard.put(key, value, options.ttl);
             if let Some(value) = event {
-                self.emit(key, WatchKind::Set { value, etag: Some(etag(written.0)) });
+                self.shared.emit(key, WatchKind::Set { value, etag: Some(etag(written.0)) });
             }
             written
         };
-        if options.ttl.is_some() {
-            self.wake_reaper(earliest);
+        if let Some(deadline) = deadline {
+            reaper::wake(&self.shared, deadline);
         }
         Ok(version)
     }
 
-    fn emit(&self, key: &str, kind: WatchKind) {
-        // Building the event costs a key copy: skip it when nobody watches.
-        if self.shared.events.receiver_count() > 0 {
-            let _ = self.shared.events.send(WatchEvent { key: key.to_owned(), kind });
-        }
-    }
-
-    /// Starts the reaper on the first TTL write, or wakes it when a deadline
-    /// earlier than the one it sleeps towards appears.
-    fn wake_reaper(&self, earliest: bool) {
-        let mut reaper = self.shared.reaper.lock();
-        match &*reaper {
-            Some(thread) if earliest => thread.unpark(),
-            Some(_) => {}
-            None => {
-                let shared = Arc::downgrade(&self.shared);
-                // If no thread can be had, expired entries are still hidden
-                // from reads and dropped when overwritten, just not purged.
-                let spawned =
-                    std::thread::Builder::new().name("purista-store-reaper".into()).spawn(|| reap(shared));
-                *reaper = spawned.ok().map(|h| h.thread().clone());
-            }
-        }
+    fn read(&self, key: &str) -> Option<Json> {
+        self.shared.shards.read(key).live(key).map(|s| s.value.clone())
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // Lets the reaper see that the store is gone.
-        if let Some(thread) = self.reaper.get_mut() {
-            thread.unpark();
-        }
-    }
-}
-
-/// Removes entries as their deadlines pass and reports them as expired.
-/// Holds the store weakly so that dropping the store ends it.
-fn reap(shared: Weak<Shared>) {
-    loop {
-        let next = {
-            let Some(shared) = shared.upgrade() else { return };
-            let now = Instant::now();
-            let mut data = shared.data.write();
-            while let Some(entry) = data.expiries.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let ((_, version), key) = entry.remove_entry();
-                if data.map.get(&key).is_some_and(|s| s.version == version) {
-                    data.map.remove(&key);
-                    if shared.events.receiver_count() > 0 {
-                        let _ = shared.events.send(WatchEvent { key: key.into(), kind: WatchKind::Expired });
-                    }
-                }
-            }
-            data.expiries.first_key_value().map(|((t, _), _)| *t)
-        };
-        // An unpark between the purge and here makes the park return at once.
-        match next {
-            Some(deadline) => std::thread::park_timeout(deadline.saturating_duration_since(Instant::now())),
-            None => std::thread::park(),
-        }
+        self.reaper.get_mut().unpark();
     }
 }
 
@@ -216,17 +195,22 @@ impl Backend for DefaultStateStore {
     }
 
     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
-        let data = self.shared.data.read();
-        Ok(keys.iter().map(|k| data.live(k).map(|s| s.value.clone())).collect())
+        if let [key] = keys {
+            return Ok(vec![self.read(key)]);
+        }
+        // Every shard involved at once: one snapshot, as a transaction
+        // writes all of its keys under the same locks.
+        let held = self.shared.shards.read_many(keys.iter().copied());
+        Ok(keys.iter().map(|k| held.shard(k).live(k).map(|s| s.value.clone())).collect())
     }
 
     async fn get_value(&self, key: &str) -> Result<Option<Json>> {
-        Ok(self.shared.data.read().live(key).map(|s| s.value.clone()))
+        Ok(self.read(key))
     }
 
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
-        let data = self.shared.data.read();
-        Ok(data.live(key).map(|s| Entry {
+        let shard = self.shared.shards.read(key);
+        Ok(shard.live(key).map(|s| Entry {
             value: s.value.clone(),
             etag: etag(s.version),
             expires_at: s.expires.map(|t| SystemTime::now() + t.saturating_duration_since(Instant::now())),
@@ -243,69 +227,71 @@ impl Backend for DefaultStateStore {
     }
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
-        let (sum, earliest) = {
-            let mut data = self.shared.data.write();
-            let (sum, version, earliest) = data.increment(key, delta, ttl)?;
-            if let Some(slot) = data.live(key).filter(|_| self.shared.events.receiver_count() > 0) {
+        let (sum, deadline) = {
+            let mut shard = self.shared.shards.write(key);
+            let (sum, version, deadline) = shard.increment(key, delta, ttl)?;
+            if let Some(slot) = shard.live(key).filter(|_| self.shared.watched()) {
                 // The value just stored, not encoded a second time.
-                self.emit(key, WatchKind::Set { value: slot.value.clone(), etag: Some(etag(version)) });
+                self.shared
+                    .emit(key, WatchKind::Set { value: slot.value.clone(), etag: Some(etag(version)) });
             }
-            (sum, earliest)
+            (sum, deadline)
         };
-        if ttl.is_some() {
-            self.wake_reaper(earliest);
+        if let Some(deadline) = deadline {
+            reaper::wake(&self.shared, deadline);
         }
         Ok(sum)
     }
 
     async fn remove(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
-        let mut data = self.shared.data.write();
-        data.check_delete(key, tag)?;
-        if data.delete(key) {
-            self.emit(key, WatchKind::Removed);
+        let mut shard = self.shared.shards.write(key);
+        shard.check_delete(key, tag)?;
+        if shard.delete(key) {
+            self.shared.emit(key, WatchKind::Removed);
         }
         Ok(())
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
-        let mut data = self.shared.data.write();
-        // Every condition first, against what the earlier steps leave:
-        // all or nothing.
-        check_steps(&ops, |key| match data.live(key) {
+        // Every shard involved, held until the last step: all or nothing,
+        // and no reader sees half of it.
+        let mut held = self.shared.shards.write_many(ops.iter().map(Op::key));
+        // Every condition first, against what the earlier steps leave.
+        check_steps(&ops, |key| match held.shard(key).live(key) {
             Some(slot) => Holds::Tag(slot.version.to_string()),
             None => Holds::Absent,
         })?;
-        let mut wake = false;
+        let watched = self.shared.watched();
+        let mut earliest: Option<Instant> = None;
         for op in ops {
             match op {
                 Op::Put { key, value, options } => {
-                    let event = (self.shared.events.receiver_count() > 0).then(|| value.clone());
-                    let (version, earliest) = data.put(&key, value, options.ttl);
-                    wake |= earliest;
+                    let event = watched.then(|| value.clone());
+                    let (version, deadline) = held.shard_mut(&key).put(&key, value, options.ttl);
+                    earliest = reaper::sooner(earliest, deadline);
                     if let Some(value) = event {
-                        self.emit(&key, WatchKind::Set { value, etag: Some(etag(version)) });
+                        self.shared.emit(&key, WatchKind::Set { value, etag: Some(etag(version)) });
                     }
                 }
                 Op::Remove { key, .. } => {
-                    if data.delete(&key) {
-                        self.emit(&key, WatchKind::Removed);
+                    if held.shard_mut(&key).delete(&key) {
+                        self.shared.emit(&key, WatchKind::Removed);
                     }
                 }
             }
         }
-        let has_ttl = !data.expiries.is_empty();
-        drop(data);
-        if has_ttl {
-            self.wake_reaper(wake);
+        drop(held);
+        if let Some(deadline) = earliest {
+            reaper::wake(&self.shared, deadline);
         }
         Ok(())
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let data = self.shared.data.read();
-        Ok(data
-            .map
+        let all = self.shared.shards.read_all();
+        Ok(all
             .iter()
+            .flat_map(|shard| shard.map.iter())
             .filter(|(k, s)| k.starts_with(prefix) && s.live())
             .map(|(k, _)| k.to_string())
             .collect())
@@ -313,7 +299,13 @@ impl Backend for DefaultStateStore {
 
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         let prefix = prefix.to_owned();
-        let stream = BroadcastStream::new(self.shared.events.subscribe()).filter_map(move |event| {
+        let events = BroadcastStream::new(self.shared.events.subscribe());
+        // Counted after subscribing: a write that sees the count has a
+        // receiver to send to.
+        self.shared.watchers.fetch_add(1, Ordering::SeqCst);
+        let counted = Watching(self.shared.watchers.clone());
+        let stream = events.filter_map(move |event| {
+            let _counted = &counted;
             std::future::ready(match event {
                 Ok(e) if e.key.starts_with(&prefix) => Some(Ok(e)),
                 Ok(_) => None,
