@@ -126,6 +126,7 @@ table! {
         lease_basics [Etag, CreateOnly, Ttl, Transactions], lease_expiry [Etag, CreateOnly, Ttl, Transactions],
         lock_guard_renews_and_reports_loss [Etag, CreateOnly, Ttl, Transactions],
         election_hands_over [Etag, CreateOnly, Ttl, Transactions],
+        election_fenced [Etag, CreateOnly, Ttl, Transactions],
     }
     concurrency {
         linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters],
