@@ -179,19 +179,18 @@ return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2])}"#,
     )
 });
 
-/// `KEYS`: key and version key per key (each key once); `ARGV[1]` the db
-/// index, `ARGV[2]` the version every write gets, then five `ARGV` per
-/// key: the condition of its first step (`-` none, `C` create, `U`
-/// update-if-ETag, `E` remove-if-ETag), ETag or "", what its last step
-/// leaves (`P` a value, `D` nothing, `-` unchanged: only check), TTL in ms
-/// or "", value or "" (see [`crate::transaction`]).
+/// `KEYS`: key and version key per step (keys may repeat); `ARGV[1]` the
+/// db index, `ARGV[2]` the version every write gets, then five `ARGV` per
+/// step: the condition the server judges (`-` none, `C` create, `U`
+/// update-if-ETag, `E` remove-if-ETag), ETag or "", the write (`P` a value,
+/// `D` a remove, `-` none), TTL in ms or "", value or "". Later steps'
+/// conditions and which writes to leave out are decided by the caller (see
+/// [`crate::transaction`]).
 ///
-/// Every condition is checked before anything is written: all or nothing.
-/// Each key and its version key are read before any write, then written by
-/// one command and not touched again, so that a node serving a migrating
-/// slot never refuses a command half-way (it refuses keys it does not
-/// hold). Returns 0 when applied, or `{key, condition}` (key 1-based) for
-/// the first failed condition.
+/// Every condition is checked, and every key read, before anything is
+/// written: all or nothing, as long as no write touches a key an earlier
+/// write removed (see the module doc). Returns 0 when applied, or `{step,
+/// condition}` (step 1-based) for the first failed condition.
 pub(crate) static TRANSACTION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_matches!(),
@@ -208,13 +207,13 @@ end
 local publish = redis.call('PUBSUB', 'NUMPAT') > 0
 for i = 1, n do
   local k, v, b = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 5
-  local last = ARGV[b + 3]
-  if last == 'D' then
+  local write = ARGV[b + 3]
+  if write == 'D' then
     if publish and redis.call('EXISTS', k) == 1 then
       redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 'd')
     end
     redis.call('DEL', k, v)
-  elseif last == 'P' then
+  elseif write == 'P' then
     if publish then redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 's' .. ARGV[b + 5]) end
     if ARGV[b + 4] == '' then
       redis.call('SET', k, ARGV[b + 5])

@@ -1,17 +1,17 @@
 //! Transactions: one script checks every condition, then makes every write
 //! (all or nothing); in Cluster all keys must share a hash slot.
 //!
-//! The steps are collapsed per key before they are sent: the server judges
-//! only each key's first condition (against the stored state), core's
-//! [`check_steps`] judges the later ones (against what the earlier steps
-//! left, which does not depend on the stored state), and the script writes
-//! only each key's final state. So the script reads every key before it
-//! writes any and touches each key once after reading: while its slot
-//! migrates, a node refuses a command on a key it does not hold, and a key
-//! removed and touched again by one script would fail half-way, with its
-//! earlier writes kept.
+//! The server judges only the condition of each key's first step (against
+//! the stored state); core's [`check_steps`] judges the later ones here
+//! (against what the earlier steps left, which does not depend on the stored
+//! state). The script reads every key before it writes any, and a remove
+//! that a later step on its key supersedes is left out, so that no key is
+//! touched after it is removed: while its slot migrates, a node refuses a
+//! command on a key it no longer holds, and the script would stop half-way
+//! with its earlier writes kept. The other writes are all made, in order,
+//! so that watchers see each value written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use fred::types::{Key, Value};
@@ -38,30 +38,29 @@ pub(crate) async fn apply(store: &RedisStateStore, ops: Vec<Op>) -> Result<()> {
         Some((step, err)) => (&ops[..step], Some(err)),
         None => (&ops[..], None),
     };
-    let keys = collapse(steps);
-    if keys.is_empty() {
+    if steps.is_empty() {
         return local.map_or(Ok(()), Err);
     }
-    let mut names = Vec::with_capacity(keys.len() * 2);
-    let mut args = Vec::with_capacity(keys.len() * 5 + 2);
+    let mut keys = Vec::with_capacity(steps.len() * 2);
+    let mut args = Vec::with_capacity(steps.len() * 5 + 2);
     args.push(Value::from(i64::from(store.db())));
-    // One version for every write of the transaction: each transaction
-    // draws a new one.
+    // One version for every write of the transaction: a key keeps only its
+    // last write, and each transaction draws a new one.
     args.push(Value::from(next_version()));
-    for k in &keys {
-        names.push(Key::from(k.key));
-        names.push(Key::from(version_key(k.key)?));
-        let (cond, tag) = condition(k.first);
-        let (last, ttl, value) =
-            if local.is_some() { ("-", String::new(), Bytes::new()) } else { outcome(k.last) };
-        args.extend([cond, tag, last].map(Value::from));
+    for (op, (judged, written)) in steps.iter().zip(plan(steps)) {
+        keys.push(Key::from(op.key()));
+        keys.push(Key::from(version_key(op.key())?));
+        let (cond, tag) = if judged { condition(op) } else { ("-", "") };
+        let (write, ttl, value) =
+            if written && local.is_none() { effect(op) } else { ("-", String::new(), Bytes::new()) };
+        args.extend([cond, tag, write].map(Value::from));
         args.extend([Value::from(ttl), Value::Bytes(value)]);
     }
     let wrote = |v: &Value| !matches!(v, Value::Array(_));
-    match scripts::run_write(store, &TRANSACTION, names, args, wrote).await? {
+    match scripts::run_write(store, &TRANSACTION, keys, args, wrote).await? {
         Value::Array(parts) => {
-            let at = parts.first().and_then(Value::as_i64).unwrap_or(0);
-            let key = usize::try_from(at - 1).ok().and_then(|i| keys.get(i)).map_or("", |k| k.key);
+            let step = parts.first().and_then(Value::as_i64).unwrap_or(0);
+            let key = usize::try_from(step - 1).ok().and_then(|i| steps.get(i)).map_or("", Op::key);
             // The failed condition: a create found a value, else an ETag did not match.
             match parts.get(1).and_then(Value::as_str).as_deref() {
                 Some("C") => Err(Error::already_exists(key)),
@@ -72,16 +71,21 @@ pub(crate) async fn apply(store: &RedisStateStore, ops: Vec<Op>) -> Result<()> {
     }
 }
 
-/// One key's share of a transaction: its first step (whose condition the
-/// server judges) and its last (what the key is left with).
-struct Collapsed<'a> {
-    key: &'a str,
-    first: &'a Op,
-    last: &'a Op,
+/// For each step: whether the server judges its condition (the first step
+/// on its key), and whether the script makes its write (all but a remove
+/// followed by another step on its key, which leaves the same state).
+fn plan(steps: &[Op]) -> Vec<(bool, bool)> {
+    let last: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, op)| (op.key(), i)).collect();
+    let mut seen = HashSet::new();
+    let plan = steps.iter().enumerate().map(|(i, op)| {
+        let superseded = matches!(op, Op::Remove { .. }) && last.get(op.key()) != Some(&i);
+        (seen.insert(op.key()), !superseded)
+    });
+    plan.collect()
 }
 
-/// The condition the server judges on a key's first step: kind (`-` none)
-/// and ETag.
+/// The condition of a key's first step, for the server to judge: kind
+/// (`-` none) and ETag.
 fn condition(op: &Op) -> (&'static str, &str) {
     match op {
         Op::Put { options, .. } => match &options.mode {
@@ -94,8 +98,8 @@ fn condition(op: &Op) -> (&'static str, &str) {
     }
 }
 
-/// What a key's last step leaves: `P` with TTL and value, or `D`.
-fn outcome(op: &Op) -> (&'static str, String, Bytes) {
+/// What a step writes: `P` with TTL and value, or `D`.
+fn effect(op: &Op) -> (&'static str, String, Bytes) {
     match op {
         Op::Put { value, options, .. } => {
             let ttl = ttl_ms(options).map(|t| t.to_string()).unwrap_or_default();
@@ -103,23 +107,6 @@ fn outcome(op: &Op) -> (&'static str, String, Bytes) {
         }
         Op::Remove { .. } => ("D", String::new(), Bytes::new()),
     }
-}
-
-/// The keys of `ops` in the order of their first steps, so the server
-/// judges the first conditions in step order.
-fn collapse(ops: &[Op]) -> Vec<Collapsed<'_>> {
-    let mut at: HashMap<&str, usize> = HashMap::new();
-    let mut keys: Vec<Collapsed<'_>> = Vec::new();
-    for op in ops {
-        match at.get(op.key()) {
-            Some(&i) => keys[i].last = op,
-            None => {
-                at.insert(op.key(), keys.len());
-                keys.push(Collapsed { key: op.key(), first: op, last: op });
-            }
-        }
-    }
-    keys
 }
 
 /// The first step that fails against what the earlier steps left, whatever
@@ -165,13 +152,14 @@ mod tests {
     }
 
     #[test]
-    fn each_key_keeps_its_first_condition_and_its_last_step() {
+    fn the_server_judges_first_steps_and_skips_superseded_removes() {
         let create = Op::put_with("a", Json::encode(&1).unwrap(), PutOptions::create());
-        let ops = vec![create, Op::remove_if("b", ETag::new("t")), put("a", 2), Op::remove("a"), put("b", 3)];
-        let keys = collapse(&ops);
-        let got: Vec<_> = keys.iter().map(|k| (k.key, condition(k.first), outcome(k.last).0)).collect();
-        assert_eq!(got, [("a", ("C", ""), "D"), ("b", ("E", "t"), "P")]);
-        assert!(collapse(&[]).is_empty());
+        let ops =
+            vec![create, Op::remove_if("b", ETag::new("t")), Op::remove("a"), put("b", 3), Op::remove("a")];
+        let plan = plan(&ops);
+        assert_eq!(plan, [(true, true), (true, false), (false, false), (false, true), (false, true)]);
+        assert_eq!((condition(&ops[0]), condition(&ops[1])), (("C", ""), ("E", "t")));
+        assert_eq!((effect(&ops[3]).0, effect(&ops[4]).0), ("P", "D"));
     }
 
     #[test]
