@@ -19,7 +19,9 @@ use std::{
 };
 
 use integration_tests::fixtures::redis_topology::Cluster;
-use purista_core::{Json, PutOptions, StateStore, StateStoreExt, StoreConfig, testkit::unique};
+use purista_core::{
+    ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, StoreConfig, testkit::unique,
+};
 use purista_redis_state_store::{RedisStateStore, fred::util::redis_keyslot};
 
 /// Stores writing at once, each its own connection.
@@ -215,4 +217,119 @@ async fn resharding_under_load_fails_no_call_and_loses_nothing() {
     }
     check.destroy().await.expect("close");
     eprintln!("cluster logs in {}", cluster.dir().display());
+}
+
+/// What keys `a` and `b` hold once a transaction applied (`None`: it must
+/// fail, a condition conflicts).
+type Want = Option<[Option<i64>; 2]>;
+
+/// Transactions that touch a key again after writing or removing it, over
+/// keys `a` and `b` (both hold 1 before), with what they leave.
+fn touch_again(a: &str, b: &str) -> Vec<(Vec<Op>, Want)> {
+    let put = |k: &str, n: i64| Op::put(k, Json::encode(&n).unwrap());
+    let create = |k: &str, n: i64| Op::put_with(k, Json::encode(&n).unwrap(), PutOptions::create());
+    vec![
+        (vec![Op::remove(a), put(a, 2)], Some([Some(2), Some(1)])),
+        (vec![put(a, 2), Op::remove(a)], Some([None, Some(1)])),
+        (vec![put(a, 2), put(a, 3), Op::remove(a), Op::remove(a), put(a, 4)], Some([Some(4), Some(1)])),
+        (vec![Op::remove(a), create(a, 5)], Some([Some(5), Some(1)])),
+        (vec![Op::remove(a), put(b, 2), put(a, 3), Op::remove(b)], Some([Some(3), None])),
+        (vec![Op::remove(b), Op::remove(a), create(b, 6), put(a, 7), put(b, 8)], Some([Some(7), Some(8)])),
+        (vec![Op::remove(a), put(a, 2), Op::remove_if(b, ETag::new("stale"))], None),
+        (vec![Op::remove(a), put(b, 2), create(b, 3)], None),
+    ]
+}
+
+/// One transaction of [`touch_again`] and its answer.
+struct Tried {
+    phase: &'static str,
+    keys: [String; 2],
+    ops: Vec<Op>,
+    want: Want,
+    got: purista_core::Result<()>,
+}
+
+/// The keys of a phase's shape `i`.
+fn keys_of(phase: &str, i: usize) -> [String; 2] {
+    [format!("{phase}{i}:a"), format!("{phase}{i}:b")]
+}
+
+/// Every shape of [`touch_again`] on the phase's keys, one after another.
+async fn run_shapes(store: &RedisStateStore, phase: &'static str) -> Vec<Tried> {
+    let mut tried = Vec::new();
+    for i in 0..touch_again("", "").len() {
+        let keys = keys_of(phase, i);
+        let (ops, want) = touch_again(&keys[0], &keys[1]).swap_remove(i);
+        let got = store.transaction(ops.clone()).await;
+        tried.push(Tried { phase, keys, ops, want, got });
+    }
+    tried
+}
+
+/// While a slot is migrating, a script run by a node may touch only keys
+/// that node holds: one that removed a key and then touched it again failed
+/// half-way, its earlier writes kept. Every transaction here must apply
+/// whole or not at all: with its keys on the migrating source, then while
+/// they move and the slot is handed over (the store waits out `ASK`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_during_a_migration_apply_whole_or_not_at_all() {
+    let Some(cluster) = Cluster::start().await else { return };
+    let tag = unique("txmig");
+    let slot = redis_keyslot(tag.as_bytes());
+    let config = StoreConfig { key_prefix: format!("{{{tag}}}:"), ..StoreConfig::default() };
+    let store = support_redis::builder(&cluster.url()).store_config(config.clone()).connect().await.unwrap();
+    let from = cluster.owner_of(slot, cluster.ports[0]).expect("the slot has an owner");
+    let to = cluster.ports.iter().copied().find(|&p| p != from).expect("3 masters");
+    // Every key is set before the migration: during it a new key is only
+    // served once the migration ends.
+    let mut before = HashMap::new();
+    for phase in ["source", "moving"] {
+        for i in 0..touch_again("", "").len() {
+            for k in keys_of(phase, i) {
+                store.set(&k, &1).await.unwrap();
+                let entry = store.get_entry(&k).await.unwrap().expect("just written");
+                before.insert(k, Some((entry.value, entry.etag)));
+            }
+        }
+    }
+
+    let migration = blocking(move || cluster.begin_migration(slot, from, to).map(|m| (cluster, m))).await;
+    let (cluster, migration) = migration.expect("begin the migration");
+    let migration = Arc::new(migration);
+    let mut results = run_shapes(&store, "source").await;
+    let m = Arc::clone(&migration);
+    let moving = async move {
+        let moved = blocking(move || m.move_keys()).await.expect("move the keys");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        blocking(move || migration.finish()).await.expect("give the slot to the target");
+        moved
+    };
+    let (moved, during) = tokio::join!(moving, run_shapes(&store, "moving"));
+    assert!(moved > 0, "the test's keys moved");
+    results.extend(during);
+
+    // Read back with a client that has the final slot map.
+    let check = support_redis::builder(&cluster.url()).store_config(config).connect().await.expect("connect");
+    let mut failures = Vec::new();
+    for Tried { phase, keys, ops, want, got } in results {
+        let mut now = Vec::new();
+        for k in &keys {
+            let entry = check.get_entry(k).await.expect("read after the migration");
+            now.push(entry.map(|e| (e.value, e.etag)));
+        }
+        let untouched = now[0] == before[&keys[0]] && now[1] == before[&keys[1]];
+        let values: Vec<Option<i64>> =
+            now.iter().map(|e| e.as_ref().and_then(|(v, _)| v.decode::<i64>().ok())).collect();
+        let verdict = match (&got, want) {
+            (Ok(()), Some(want)) if values == want => continue,
+            (Err(e), None) if e.kind() == ErrorKind::Conflict && untouched => continue,
+            (Err(_), _) if !untouched => "partly applied",
+            (Ok(()), _) => "acknowledged, but its keys hold something else",
+            (Err(_), _) => "refused, nothing applied",
+        };
+        failures.push(format!("{phase} {ops:?}: {verdict}: {got:?}, now {values:?}, wanted {want:?}"));
+    }
+    store.destroy().await.expect("close");
+    check.destroy().await.expect("close");
+    assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
 }

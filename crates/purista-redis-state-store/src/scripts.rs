@@ -5,6 +5,11 @@
 //! key (`KEYS` come in pairs: key, version key; see [`crate::etag`]). An
 //! ETag is `<version>-<sha1 hex>` (the bare SHA-1 while there is no version
 //! key); the scripts compare it with `redis.sha1hex` of the stored bytes.
+//!
+//! While a Cluster slot migrates, its source runs a script only when it
+//! holds every key the script names, and refuses any command of the script
+//! on a key it no longer holds. So no script touches a key after removing
+//! it: a refusal half-way would keep the script's earlier writes.
 
 use std::sync::LazyLock;
 
@@ -174,51 +179,48 @@ return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2])}"#,
     )
 });
 
-/// `KEYS`: key and version key per step (keys may repeat); `ARGV[1]` the db
-/// index, `ARGV[2]` the version every write gets, then four `ARGV` per
-/// step: kind (`P` upsert, `C` create, `U` update-if-ETag, `D` remove, `E`
-/// remove-if-ETag), ETag or "", TTL in ms or "", value or "".
+/// `KEYS`: key and version key per step (keys may repeat); `ARGV[1]` the
+/// db index, `ARGV[2]` the version every write gets, then five `ARGV` per
+/// step: the condition the server judges (`-` none, `C` create, `U`
+/// update-if-ETag, `E` remove-if-ETag), ETag or "", the write (`P` a value,
+/// `D` a remove, `-` none), TTL in ms or "", value or "". Later steps'
+/// conditions and which writes to leave out are decided by the caller (see
+/// [`crate::transaction`]).
 ///
-/// Every condition is checked against the state the earlier steps leave
-/// behind before anything is written: all or nothing. An ETag never matches
-/// a key an earlier step wrote or removed (no caller can hold the ETag of a
-/// write not yet made). Returns 0 when applied, or `{step, kind}` (step
-/// 1-based) for the first failed condition.
+/// Every condition is checked, and every key read, before anything is
+/// written: all or nothing, as long as no write touches a key an earlier
+/// write removed (see the module doc). Returns 0 when applied, or `{step,
+/// condition}` (step 1-based) for the first failed condition.
 pub(crate) static TRANSACTION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_matches!(),
-        r#"local steps = #KEYS / 2
-local written = {}
-for i = 1, steps do
-  local k, v = KEYS[2 * i - 1], KEYS[2 * i]
-  local b = 2 + (i - 1) * 4
-  local kind = ARGV[b + 1]
-  local done = written[k]
-  if kind == 'C' then
-    if done or (done == nil and redis.call('EXISTS', k) == 1) then return {i, kind} end
-  elseif kind == 'U' or kind == 'E' then
-    if done ~= nil or not matches(k, v, ARGV[b + 2]) then return {i, kind} end
+        r#"local n = #KEYS / 2
+for i = 1, n do
+  local k, v, b = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 5
+  local cond = ARGV[b + 1]
+  if cond == 'C' then
+    if redis.call('EXISTS', k) == 1 then return {i, cond} end
+  elseif cond == 'U' or cond == 'E' then
+    if not matches(k, v, ARGV[b + 2]) then return {i, cond} end
   end
-  written[k] = not (kind == 'D' or kind == 'E')
 end
 local publish = redis.call('PUBSUB', 'NUMPAT') > 0
-for i = 1, steps do
-  local k, v = KEYS[2 * i - 1], KEYS[2 * i]
-  local b = 2 + (i - 1) * 4
-  local kind = ARGV[b + 1]
-  if kind == 'D' or kind == 'E' then
+for i = 1, n do
+  local k, v, b = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 5
+  local write = ARGV[b + 3]
+  if write == 'D' then
     if publish and redis.call('EXISTS', k) == 1 then
       redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 'd')
     end
     redis.call('DEL', k, v)
-  else
-    if publish then redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 's' .. ARGV[b + 4]) end
-    if ARGV[b + 3] == '' then
-      redis.call('SET', k, ARGV[b + 4])
+  elseif write == 'P' then
+    if publish then redis.call('PUBLISH', '__purista@' .. ARGV[1] .. '__:' .. k, 's' .. ARGV[b + 5]) end
+    if ARGV[b + 4] == '' then
+      redis.call('SET', k, ARGV[b + 5])
       redis.call('SET', v, ARGV[2])
     else
-      redis.call('SET', k, ARGV[b + 4], 'PX', ARGV[b + 3])
-      redis.call('SET', v, ARGV[2], 'PX', ARGV[b + 3])
+      redis.call('SET', k, ARGV[b + 5], 'PX', ARGV[b + 4])
+      redis.call('SET', v, ARGV[2], 'PX', ARGV[b + 4])
     end
   end
 end
