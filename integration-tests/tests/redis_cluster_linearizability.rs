@@ -1,4 +1,4 @@
-//! The linearizability and bank checks on a 3-master Redis
+//! The linearizability, bank and lease checks on a 3-master Redis
 //! Cluster (no replicas), every key under one `{hash tag}` so transactions
 //! stay in one slot, while the master owning that slot is frozen (SIGSTOP)
 //! for a few seconds and resumed. With no replica to promote the cluster
@@ -19,7 +19,7 @@ use std::{
 use integration_tests::fixtures::redis_topology::{Cluster, cli};
 use purista_core::{
     StateStore, StoreConfig,
-    testkit::{Report, Workload, bank_with, linearizable_with, unique},
+    testkit::{Report, Workload, bank_with, lease_with, linearizable_with, unique},
 };
 use support_pace::Paced;
 
@@ -109,5 +109,13 @@ async fn bank_while_a_master_is_frozen() {
     let Some((mut cluster, tag, port)) = setup().await else { return };
     let factory = factory(cluster.url(), tag);
     let report = bank_with(&factory, workload(), freeze(&mut cluster, port)).await;
+    conclude(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_stay_fenced_while_a_master_is_frozen() {
+    let Some((mut cluster, tag, port)) = setup().await else { return };
+    let factory = factory(cluster.url(), tag);
+    let report = lease_with(&factory, workload(), freeze(&mut cluster, port)).await;
     conclude(&report);
 }
