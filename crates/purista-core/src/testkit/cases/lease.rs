@@ -75,7 +75,8 @@ pub async fn lease_expiry(factory: &impl Factory) {
 pub async fn lock_guard_renews_and_reports_loss(factory: &impl Factory) {
     let (Some(a), Some(b)) = (store(factory).await, store(factory).await) else { return };
     let name = unique("lock");
-    let ttl = ttl_of(&*a, Duration::from_millis(600));
+    // Renewed every half second: a loaded machine must not miss the TTL.
+    let ttl = ttl_of(&*a, Duration::from_millis(1500));
     let guard = LockGuard::acquire(a.clone(), &name, ttl, ttl).await.unwrap().expect("granted");
     tokio::time::sleep(ttl * 2).await;
     assert!(guard.is_held(), "renewed in the background");
