@@ -206,3 +206,15 @@ async fn nats_leases_stay_fenced_through_pause_restart_and_kill() {
     report.assert_passed();
     faulted(&report);
 }
+
+/// 8 instances × 1,000 increments of one counter, natively (no fault).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counts_8_instances_by_1000_increments() {
+    let Some(server) = Server::start_dedicated(Kind::Redis, Options::default()).await else {
+        return;
+    };
+    let workload = Workload { instances: 8, ops_per_client: 1000, ..Workload::default() };
+    let report = testkit::counter_with(&redis(server.url()), workload, async {}).await;
+    report.assert_passed();
+    assert_eq!(report.ops, 8000, "{report}");
+}

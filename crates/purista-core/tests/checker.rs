@@ -201,3 +201,9 @@ async fn a_lock_without_fencing_is_caught() {
     assert!(violation.contains("stale holder's fenced write"), "{violation}");
     eprintln!("caught, as expected:\n{violation}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_counts_8_instances_by_1000_increments() {
+    let workload = Workload { instances: 8, ops_per_client: 1000, ..Workload::default() };
+    testkit::counter_with(&memory(), workload, async {}).await.assert_passed();
+}
