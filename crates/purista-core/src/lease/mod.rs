@@ -29,6 +29,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use futures_util::future::join;
 use serde::{Deserialize, Serialize};
 
 pub use election::{Election, Role};
@@ -247,10 +248,12 @@ pub(crate) async fn grant(store: Arc<dyn StateStore>, name: &str, ttl: Duration)
     let (fence, holder_key) = (fence_key(name), holder_key(name));
     let holder = holder_id();
     for _ in 0..GRANT_ATTEMPTS {
-        if let Some(entry) = store.get_entry(&holder_key).await? {
+        // Both reads at once: one round trip of latency.
+        let (held, last) = join(store.get_entry(&holder_key), store.get_entry(&fence)).await;
+        if let Some(entry) = held? {
             return Ok(Grant::Held { expires_at: entry.expires_at });
         }
-        let (token, mode) = match store.get_entry(&fence).await? {
+        let (token, mode) = match last? {
             None => (1, PutMode::Create),
             Some(e) => (fence_token(&fence, &e.value)?.saturating_add(1), PutMode::Update(e.etag)),
         };
