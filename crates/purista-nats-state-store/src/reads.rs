@@ -154,9 +154,13 @@ pub(crate) async fn get_state(store: &NatsStateStore, keys: &[&str]) -> Result<V
         .iter()
         .map(|k| Ok(format!("{}{}", store.inner.read_prefix, nats_key(k)?)))
         .collect::<Result<Vec<String>>>()?;
-    let Some(last) = store.last_messages(api_subject, &subjects).await? else {
-        // A mirror answered, or nothing was found: the leader decides.
-        return store.read_each(ReadPath::Leader, keys).await;
+    let last = match store.last_messages(api_subject, &subjects).await? {
+        Some(last) => last,
+        // A mirror answered, or nothing was found (a `404` names no stream,
+        // so it may be a mirror's): ask again fenced by the leader's last
+        // sequence, still one point in time. Key by key, values written
+        // between the reads would tear the answer.
+        None => store.fenced_last_messages(api_subject, &subjects).await?,
     };
     Ok(subjects
         .iter()
@@ -198,33 +202,47 @@ impl NatsStateStore {
             }
             // Any replica may answer with the stream as the leader had it
             // after the call started (see above); else the leader, checked.
-            ReadPath::Leader => {
-                for attempt in 0..FENCED_ATTEMPTS {
-                    let Some((seq, subject)) = fence(&i.kv.stream, &i.read_prefix).await? else {
-                        // The leader holds nothing: no name has a value.
-                        return Ok(Some(HashMap::new()));
-                    };
-                    let accept = Accept { stream: own, after: Some((seq, subject.as_str())) };
-                    let answer = batch_get::last_messages(&i.client, api_subject, subjects, timeout, &accept);
-                    // Messages past S may be committed but not yet applied at
-                    // the leader, whose reads would then go back in time.
-                    if let Some(found) = answer.await?.filter(|f| f.values().all(|m| m.sequence <= seq)) {
-                        return Ok(Some(found));
-                    }
-                    if let Some(found) = self.leader_snapshot(subjects, seq).await? {
-                        return Ok(Some(found));
-                    }
-                    tokio::time::sleep(Duration::from_millis(5 * (attempt as u64 + 1))).await;
-                }
-                Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "NATS get_state: no answer at one point in time after {FENCED_ATTEMPTS} attempts \
-                         (replicas behind the stream leader while the names kept changing)"
-                    ),
-                ))
-            }
+            ReadPath::Leader => self.fenced_last_messages(api_subject, subjects).await.map(Some),
         }
+    }
+
+    /// The last message of each of `subjects` at one point in time no
+    /// earlier than the call: the leader's last sequence is read first, and
+    /// only an answer from a copy at or past it counts.
+    async fn fenced_last_messages(
+        &self,
+        api_subject: &str,
+        subjects: &[String],
+    ) -> Result<HashMap<String, StreamMessage>> {
+        let i = &self.inner;
+        let accept_own = Some(i.kv.stream_name.as_str());
+        for attempt in 0..FENCED_ATTEMPTS {
+            let Some((seq, subject)) = fence(&i.kv.stream, &i.read_prefix).await? else {
+                // The leader holds nothing: no name has a value.
+                return Ok(HashMap::new());
+            };
+            let accept = batch_get::Accept { stream: accept_own, after: Some((seq, subject.as_str())) };
+            let answer =
+                batch_get::last_messages(&i.client, api_subject, subjects, i.request_timeout(), &accept);
+            // With replicas, messages past S may be committed but not yet
+            // applied at the leader, whose reads would then go back in time;
+            // the only replica answers from one state, whatever came after S.
+            let single = i.reads == ReadPath::SingleReplica;
+            if let Some(found) = answer.await?.filter(|f| single || f.values().all(|m| m.sequence <= seq)) {
+                return Ok(found);
+            }
+            if let Some(found) = self.leader_snapshot(subjects, seq).await? {
+                return Ok(found);
+            }
+            tokio::time::sleep(Duration::from_millis(5 * (attempt as u64 + 1))).await;
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "NATS get_state: no answer at one point in time after {FENCED_ATTEMPTS} attempts \
+                 (replicas behind the stream leader while the names kept changing)"
+            ),
+        ))
     }
 
     /// `subjects` read at the leader one by one, concurrently, if together
