@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backend;
+pub mod cache;
 mod config;
 mod error;
 mod ext;
@@ -15,6 +16,7 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use cache::{CacheMetrics, CacheOptions, CachedStore};
 pub use config::{GET_DISABLED, REMOVE_DISABLED, SET_DISABLED, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use ext::{StateStoreExt, UPDATE_ATTEMPTS, Versioned};

@@ -94,6 +94,11 @@ pub struct Capabilities {
     /// The most operations one `transaction` takes; more fail with
     /// `InvalidArgument` before the backend is called.
     pub max_transaction_ops: Option<usize>,
+    /// How long a read may miss an acknowledged write made through another
+    /// instance (a near cache's invalidation delay: see
+    /// [`CachedStore`](crate::CachedStore)). `None`: every read sees every
+    /// acknowledged write. A store always reads its own writes at once.
+    pub stale_reads: Option<Duration>,
 }
 
 impl Capabilities {

@@ -191,6 +191,7 @@ impl Backend for DaprStateStore {
             // The sidecar stores `<app-id>||<key>`.
             reserved_in_keys: &["||"],
             max_transaction_ops: None,
+            ..Capabilities::default()
         }
     }
 

@@ -135,6 +135,7 @@ impl Opened {
             max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),
             reserved_in_keys: &[],
             max_transaction_ops: Some(crate::MAX_TRANSACTION_OPS),
+            ..Capabilities::default()
         }
     }
 }

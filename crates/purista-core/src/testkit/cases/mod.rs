@@ -2,6 +2,7 @@
 //! each with the capabilities it needs (what the runner skips it without).
 
 mod basic;
+mod cache;
 mod capabilities;
 mod config;
 mod counters;
@@ -19,8 +20,8 @@ mod watch;
 use std::{future::Future, pin::Pin};
 
 pub use self::{
-    basic::*, capabilities::*, config::*, counters::*, etag::*, instances::*, keys::*, lease::*, list::*,
-    rate_limit::*, transactions::*, ttl::*, watch::*,
+    basic::*, cache::*, capabilities::*, config::*, counters::*, etag::*, instances::*, keys::*, lease::*,
+    list::*, rate_limit::*, transactions::*, ttl::*, watch::*,
 };
 use super::{Factory, concurrency};
 use crate::{Capabilities, Capability};
@@ -44,6 +45,11 @@ pub(crate) enum Need {
     Has(Capability),
     /// A declared `max_transaction_ops`.
     TransactionLimit,
+    /// Every read sees every acknowledged write, another instance's too
+    /// (no declared `stale_reads`).
+    FreshReads,
+    /// Declared bounded staleness (a near cache): what its own cases check.
+    StaleReads,
 }
 
 impl Need {
@@ -54,6 +60,12 @@ impl Need {
             Need::TransactionLimit => {
                 caps.max_transaction_ops.is_none().then(|| "declares no transaction limit".into())
             }
+            Need::FreshReads => {
+                caps.stale_reads.is_some().then(|| "serves reads that may be stale (near cache)".into())
+            }
+            Need::StaleReads => {
+                caps.stale_reads.is_none().then(|| "serves every read fresh (no near cache)".into())
+            }
         }
     }
 }
@@ -61,6 +73,12 @@ impl Need {
 macro_rules! need {
     (TransactionLimit) => {
         Need::TransactionLimit
+    };
+    (FreshReads) => {
+        Need::FreshReads
+    };
+    (StaleReads) => {
+        Need::StaleReads
     };
     ($cap:ident) => {
         Need::Has(Capability::$cap)
@@ -86,8 +104,13 @@ table! {
         round_trip [], null_is_a_value [], decode_mismatch_names_the_key [], remove [],
         missing_names_are_none [], get_state_many [], large_value [],
     }
+    cache {
+        cache_own_writes_at_once [StaleReads], cache_foreign_writes_within_bound [StaleReads],
+        cache_entry_and_cas_never_stale [StaleReads, Etag], cache_ttl_honoured [StaleReads, Ttl],
+        cache_writers_converge [StaleReads],
+    }
     capabilities { unclaimed_capabilities_are_unsupported [] }
-    config { disabled_get [], disabled_set [], disabled_remove [], key_prefix [], scoped_store [] }
+    config { disabled_get [], disabled_set [], disabled_remove [], key_prefix [FreshReads], scoped_store [] }
     keys { key_edge_cases [], key_limits [] }
     etag {
         etag [Etag], empty_etag_is_a_conflict [Etag], bulk_writes_are_per_key [Etag],
@@ -118,7 +141,7 @@ table! {
         rate_limit_rejects_bad_arguments [],
     }
     instances {
-        instances_share_state [], many_instances_connect_at_once [],
+        instances_share_state [FreshReads], many_instances_connect_at_once [],
         service_destroy_keeps_shared_store [], destroy_keeps_other_handles [],
     }
     lease {
@@ -129,7 +152,7 @@ table! {
         election_fenced [Etag, CreateOnly, Ttl, Transactions],
     }
     concurrency {
-        linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters],
+        linearizable [Etag, CreateOnly, FreshReads], bank [Etag, Transactions], counter [Counters],
         lease [Etag, CreateOnly, Ttl, Transactions],
     }
 }
