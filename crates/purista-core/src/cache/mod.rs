@@ -74,8 +74,8 @@ use near::Near;
 pub use options::CacheOptions;
 
 use crate::{
-    Capabilities, ETag, Entry, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore, WatchStream,
-    handle::Handle, validate_key,
+    Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore,
+    WatchStream, handle::Handle, validate_key,
 };
 
 /// A store with a near cache in front of it (see the [module docs](crate::cache)).
@@ -143,7 +143,9 @@ impl CachedStore {
             match inner.watch("").await {
                 Ok(stream) => {
                     feed = Some(stream);
-                    stale_reads = Some(options.max_feed_delay);
+                    // A feed that lags longer than max_age is cut short by it.
+                    let delay = options.max_feed_delay;
+                    stale_reads = Some(options.max_age.map_or(delay, |age| age.min(delay)));
                 }
                 // Reads disabled by config (watching is a read) or no feed after all.
                 Err(e) if matches!(e.kind(), ErrorKind::Disabled | ErrorKind::Unsupported) => {
@@ -161,7 +163,12 @@ impl CachedStore {
         }
         let task = match (&near, feed) {
             (Some(near), Some(stream)) => {
-                Some(tokio::spawn(feed::run(inner.clone(), near.clone(), stream)).abort_handle())
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    let msg =
+                        "a near cache follows its store's change feed on a Tokio runtime: none is running";
+                    return Err(Error::new(ErrorKind::Unavailable, msg));
+                };
+                Some(runtime.spawn(feed::run(inner.clone(), near.clone(), stream)).abort_handle())
             }
             _ => None,
         };
@@ -289,7 +296,13 @@ impl StateStore for CachedStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { stale_reads: self.shared.stale_reads, ..self.inner.capabilities() }
+        let inner = self.inner.capabilities();
+        // A cache over a cache (or any store that already lags) adds its delay.
+        let stale_reads = match (inner.stale_reads, self.shared.stale_reads) {
+            (Some(below), Some(here)) => Some(below + here),
+            (below, here) => below.or(here),
+        };
+        Capabilities { stale_reads, ..inner }
     }
 
     async fn get_state(&self, names: &[&str]) -> Result<StateMap> {
