@@ -124,3 +124,22 @@ async fn a_lagging_feed_empties_the_cache() {
     }
     panic!("a write after the feed came back was never seen");
 }
+
+#[tokio::test]
+async fn declared_staleness() {
+    let store = DefaultStateStore::new();
+    let s = cached(&store, CacheOptions::default().max_feed_delay(Duration::from_millis(300))).await;
+    assert_eq!(s.capabilities().stale_reads, Some(Duration::from_millis(300)));
+    let capped = cached(&store, CacheOptions::default().max_age(Duration::from_millis(100))).await;
+    assert_eq!(capped.capabilities().stale_reads, Some(Duration::from_millis(100)), "max_age caps it");
+    let outer =
+        CachedStore::new(s.clone(), CacheOptions::default().max_feed_delay(Duration::from_millis(200)))
+            .await
+            .unwrap();
+    assert_eq!(
+        outer.capabilities().stale_reads,
+        Some(Duration::from_millis(500)),
+        "a cache of a cache adds up"
+    );
+    assert_eq!(store.capabilities().stale_reads, None, "the store itself reads fresh");
+}
