@@ -69,7 +69,8 @@ impl Expiry<String, Slot> for SlotExpiry {
 }
 
 pub(super) struct Near {
-    cache: Cache<String, Slot>,
+    // foldhash: hits hash every key, and SipHash was a large part of a hit.
+    cache: Cache<String, Slot, foldhash::fast::RandomState>,
     stripes: Box<[Mutex<u64>]>,
     /// False while the change feed is interrupted: no hit is served and no
     /// answer cached until it is back.
@@ -118,7 +119,7 @@ impl Near {
             })
             .expire_after(SlotExpiry)
             .eviction_listener(listener)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Near {
             cache,
             stripes: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
