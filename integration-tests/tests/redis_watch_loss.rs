@@ -99,3 +99,35 @@ async fn a_frozen_server_loses_no_event() {
     writer.destroy().await.unwrap();
     watcher.destroy().await.unwrap();
 }
+
+/// An outage over before anyone looks is still reported: the loss, then the
+/// reconnection (pub/sub replays nothing; a write made before it may be
+/// missed), then the events after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_outage_is_reported_in_order() {
+    let Some(mut server) = Server::start_dedicated(Kind::Redis, Options::default()).await else { return };
+    let store = store(&server).await;
+    let mut events = store.watch("blip:").await.unwrap();
+    server.kill().await.expect("kill");
+    server.start().await.expect("start");
+    let mut items = Vec::new();
+    for i in 0..50 {
+        if store.set("blip:new", &i).await.is_ok() {
+            match within(&mut events, Duration::from_millis(300)).await {
+                Some(Ok(e)) => {
+                    items.push(Ok(e));
+                    break;
+                }
+                Some(Err(e)) => items.push(Err(e)),
+                None => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let texts: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    assert!(items.len() >= 3, "{texts:#?}");
+    assert!(texts[0].contains("watch interrupted"), "the loss first: {texts:#?}");
+    assert!(texts[1..items.len() - 1].iter().any(|t| t.contains("re-established")), "{texts:#?}");
+    assert_eq!(items.last().unwrap().as_ref().map(|e| e.key.as_str()).ok(), Some("blip:new"), "{texts:#?}");
+    store.destroy().await.unwrap();
+}
