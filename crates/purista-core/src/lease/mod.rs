@@ -15,6 +15,10 @@
 //! caller's writes: it applies only while no newer token has been granted.
 //! The braces make Redis Cluster hash both keys to one slot; there, keys
 //! written under a lease must carry the same hash tag (`{n}`).
+//!
+//! Grant, renewal and release are [`LeaseStep`]s, taken through
+//! [`StateStore::lease_step`]: built here from the calls above, or natively
+//! by a backend with the same keys and formats (Redis: one script each).
 
 mod backoff;
 mod election;
