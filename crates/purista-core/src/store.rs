@@ -133,6 +133,17 @@ impl Capabilities {
             Capability::Counters => self.counters,
         }
     }
+
+    /// `Unsupported`, naming every one of `needs` that `store` lacks, for a
+    /// `feature` built on them (leases, rate limits); checked before any call.
+    pub fn require(&self, store: &str, feature: &str, needs: &[Capability]) -> Result<()> {
+        let missing: Vec<String> =
+            needs.iter().filter(|c| !self.has(**c)).map(Capability::to_string).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::unsupported(format!("{feature} need {} ({store})", missing.join(", "))))
+    }
 }
 
 /// One optional part of the contract, as named in [`Capabilities`].

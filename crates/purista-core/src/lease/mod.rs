@@ -39,7 +39,7 @@ pub use guard::LockGuard;
 pub(crate) use step::by_transactions;
 pub use step::{LeaseAnswer, LeaseStep, fence_key, holder_key};
 
-use crate::{Error, ErrorKind, Json, Op, PutOptions, Result, StateStore};
+use crate::{Capability, Error, ErrorKind, Json, Op, PutOptions, Result, StateStore};
 use backoff::Backoff;
 use step::fence_token;
 
@@ -242,19 +242,8 @@ pub(crate) async fn grant(store: Arc<dyn StateStore>, name: &str, ttl: Duration)
 
 /// Refuses, before any call, a store without what leases are built on.
 fn check(store: &dyn StateStore, ttl: Duration) -> Result<()> {
-    let caps = store.capabilities();
-    let missing: Vec<&str> = [
-        (caps.etag, "ETags"),
-        (caps.create_only, "create-only writes"),
-        (caps.ttl.is_some(), "TTL"),
-        (caps.transactions, "transactions"),
-    ]
-    .into_iter()
-    .filter_map(|(has, what)| (!has).then_some(what))
-    .collect();
-    if !missing.is_empty() {
-        return Err(Error::unsupported(format!("leases need {} ({})", missing.join(", "), store.name())));
-    }
+    let needs = [Capability::Etag, Capability::CreateOnly, Capability::Ttl, Capability::Transactions];
+    store.capabilities().require(store.name(), "leases", &needs)?;
     if ttl.is_zero() {
         return Err(Error::new(ErrorKind::InvalidArgument, "a lease's TTL must be above zero"));
     }
