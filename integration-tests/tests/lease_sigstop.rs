@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::fixtures;
+use integration_tests::fixtures::{self, signal};
 use purista_core::{ErrorKind, Json, Lease, LockGuard, PutOptions, StateStore, testkit::unique};
 use purista_nats_state_store::{NatsStateStore, Storage};
 use purista_redis_state_store::RedisStateStore;
@@ -90,7 +90,8 @@ async fn frozen_holder_is_fenced_out(backend: Backend, url: &str) {
     let token = expect_line(&lines, "token ").parse::<u64>().expect("a token");
     expect_line(&lines, "ok");
 
-    signal(child.0.id(), "STOP");
+    signal::send(child.0.id(), "STOP").expect("SIGSTOP the holder");
+    signal::wait_stopped(child.0.id()).expect("the holder stops");
     let frozen = Instant::now();
     // Its lease runs out while it is frozen; another holder takes it and writes.
     let next = Lease::acquire(store.clone(), &name, TTL, FROZEN).await.expect("acquire");
@@ -99,7 +100,7 @@ async fn frozen_holder_is_fenced_out(backend: Backend, url: &str) {
     let mine = Json::from(serde_json::json!({ "holder": "second", "token": next.token() }));
     next.fenced_put(&resource, mine.clone(), PutOptions::default()).await.expect("the new holder writes");
     tokio::time::sleep(FROZEN.saturating_sub(frozen.elapsed())).await;
-    signal(child.0.id(), "CONT");
+    signal::send(child.0.id(), "CONT").expect("SIGCONT the holder");
 
     expect_line(&lines, "refused");
     let status = child.0.wait().expect("the holder exits");
@@ -119,7 +120,7 @@ struct Reaped(Child);
 impl Drop for Reaped {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            _ = Command::new("kill").args(["-s", "CONT", &self.0.id().to_string()]).status();
+            _ = signal::send(self.0.id(), "CONT");
             _ = self.0.kill();
             _ = self.0.wait();
         }
@@ -151,12 +152,6 @@ fn expect_line(lines: &mpsc::Receiver<String>, prefix: &str) -> String {
             Err(e) => panic!("the holder printed no {prefix:?} line: {e}"),
         }
     }
-}
-
-/// SIGSTOP / SIGCONT through the shell's `kill` (the workspace forbids `unsafe`).
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").args(["-s", name, &pid.to_string()]).status().expect("run kill");
-    assert!(status.success(), "kill -s {name} {pid}: {status}");
 }
 
 /// The holder's part: take the lock, then write under it until refused.

@@ -5,7 +5,12 @@
 //! counter must count every acknowledged increment once, and leases must
 //! stay fenced (tokens grow, no overlap, no stale write lands).
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use integration_tests::fixtures::{Kind, Options, Server};
 use purista_core::{
@@ -57,6 +62,19 @@ async fn faults(server: &mut Server) {
     server.start().await.expect("start after the kill");
     step("started");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Eight clients on one lease.
+fn soak_workload() -> Workload {
+    Workload::with_fault(8, 1, OP_TIMEOUT)
+}
+
+/// [`faults`] again and again, for a minute (some eight rounds).
+async fn a_minute_of_faults(server: &mut Server) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        faults(server).await;
+    }
 }
 
 /// The fault met traffic: calls ran into the frozen server (see [`OP_TIMEOUT`]).
@@ -203,6 +221,30 @@ async fn nats_leases_stay_fenced_through_pause_restart_and_kill() {
     };
     let factory = nats(server.url());
     let report = testkit::lease_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+/// The soak: eight instances contend for one lease for a minute while the
+/// server is frozen past the TTL, restarted and killed, over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_leases_stay_fenced_through_a_minute_of_faults() {
+    let Some(mut server) = Server::start_dedicated(Kind::Redis, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = redis(server.url());
+    let report = testkit::lease_with(&factory, soak_workload(), a_minute_of_faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_leases_stay_fenced_through_a_minute_of_faults() {
+    let Some(mut server) = Server::start_dedicated(Kind::Nats, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = nats(server.url());
+    let report = testkit::lease_with(&factory, soak_workload(), a_minute_of_faults(&mut server)).await;
     report.assert_passed();
     faulted(&report);
 }

@@ -1,4 +1,4 @@
-//! The linearizability and bank checks on a 3-node JetStream
+//! The linearizability, bank and lease checks on a 3-node JetStream
 //! cluster, bucket with 3 replicas, while the bucket's stream leader is
 //! killed (SIGKILL) and later started again on the same port and store
 //! directory. Six store instances, each its own connection, first to a
@@ -26,7 +26,7 @@ use async_nats::ConnectOptions;
 use integration_tests::fixtures::nats_cluster::Cluster;
 use purista_core::{
     StateStore, StoreConfig,
-    testkit::{Report, Workload, bank_with, linearizable_with},
+    testkit::{Report, Workload, bank_with, lease_with, linearizable_with},
 };
 use purista_nats_state_store::{NatsStateStore, NatsStateStoreBuilder, Storage};
 use support_nats::bucket;
@@ -157,4 +157,17 @@ async fn bank_while_the_stream_leader_is_killed_and_restarted() {
     let Some((mut cluster, bucket, factory)) = setup("bank", false).await else { return };
     let fault = kill_and_restart_leader(&mut cluster, &bucket);
     conclude(&bank_with(&factory, workload(), fault).await);
+}
+
+/// Leases take whole-second TTLs here, so a round is slow: traffic goes on
+/// for 10 s after the killed leader is back, for grants on either side of
+/// the fault (a run that ended with the fault saw too few to check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_stay_fenced_while_the_stream_leader_is_killed_and_restarted() {
+    let Some((mut cluster, bucket, factory)) = setup("lease", false).await else { return };
+    let fault = async {
+        kill_and_restart_leader(&mut cluster, &bucket).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    };
+    conclude(&lease_with(&factory, workload(), fault).await);
 }

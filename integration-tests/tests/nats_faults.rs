@@ -118,18 +118,25 @@ async fn restart_during_writes(kill: bool) {
     assert!(after > 0, "the same store wrote again after the server came back");
     check_acked(&*store, &written).await;
 
-    // The watch opened before the outage reports writes made after it.
+    // The watch opened before the outage said it was interrupted, and
+    // reports writes made after it.
     let since = Instant::now();
-    let mut seen = None;
+    let (mut seen, mut interrupted) = (None, false);
     let mut n = 0;
     while seen.is_none() && since.elapsed() < Duration::from_secs(30) {
         n += 1;
         store.set(&format!("after:{n}"), &n).await.expect("write after the outage");
-        if let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await {
-            seen = Some(event.expect("watch event"));
+        match tokio::time::timeout(Duration::from_secs(1), watch.next()).await {
+            Ok(Some(Ok(event))) => seen = Some(event),
+            Ok(Some(Err(e))) => {
+                assert!(e.to_string().contains("watch interrupted"), "{e}");
+                interrupted = true;
+            }
+            _ => {}
         }
     }
     let seen = seen.expect("the watch resumed after the outage");
+    assert!(interrupted, "the watch reported the outage");
     assert!(seen.key.starts_with("after:"), "{seen:?}");
     eprintln!("watch resumed {:?} after the writes went on", since.elapsed());
 }

@@ -107,6 +107,19 @@ impl Error {
         Error::new(ErrorKind::Backend, msg)
     }
 
+    /// What a watcher yields (kind [`ErrorKind::Unavailable`]) as soon as it
+    /// knows its connection is lost; `detail` says which and why. The stream
+    /// goes on and events flow again once the store has reconnected, but the
+    /// consumer must assume events are missing from here on: any watched key
+    /// may have changed (or vanished with a server that lost its data), so
+    /// it forgets what it derived from earlier events and reads afresh. A
+    /// backend that cannot replay the gap yields another error when the
+    /// watch resumes; what was read before that error may be stale too.
+    pub fn watch_interrupted(detail: impl std::fmt::Display) -> Self {
+        let msg = format!("watch interrupted: {detail}; changes may be missed: read the watched keys afresh");
+        Error::new(ErrorKind::Unavailable, msg)
+    }
+
     /// The store lacks a capability.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Unsupported, message)

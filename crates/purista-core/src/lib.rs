@@ -22,7 +22,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use ext::{StateStoreExt, UPDATE_ATTEMPTS, Versioned};
 pub use json::Json;
 pub use key::{MAX_KEY_BYTES, validate_key};
-pub use lease::{Election, Lease, LockGuard, Role};
+pub use lease::{Election, Lease, LockGuard, Role, Roles};
 pub use memory::DefaultStateStore;
 pub use rate_limit::{Decision, RateLimit, RateLimited};
 pub use service::{Context, HandlerError, Service, ServiceBuilder, ServiceInfo};

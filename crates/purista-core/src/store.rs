@@ -5,7 +5,10 @@ use std::{collections::HashMap, fmt, pin::Pin, sync::Arc, time::Duration, time::
 use async_trait::async_trait;
 use futures_core::Stream;
 
-use crate::{Json, Result};
+use crate::{
+    Json, Result,
+    lease::{LeaseAnswer, LeaseStep},
+};
 
 /// One entry per requested name; a missing name maps to `None`.
 ///
@@ -55,6 +58,13 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// returns the sum ([`Capabilities::counters`]). A missing name counts
     /// as 0 and is created with `ttl`; an existing one keeps its expiry.
     async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
+    /// One step of the [`Lease`](crate::Lease) named `name` ([`Capabilities::etag`],
+    /// `create_only`, `ttl` and `transactions`). Core builds it from those;
+    /// a backend with a native way overrides
+    /// [`Backend::lease_step`](crate::backend::Backend::lease_step).
+    async fn lease_step(&self, name: &str, step: LeaseStep) -> Result<LeaseAnswer> {
+        crate::lease::by_transactions(self, name, step).await
+    }
     /// Keys starting with `prefix`, sorted; expired keys are never listed.
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>>;
     /// Changes to keys starting with `prefix`, from now on.
@@ -127,6 +137,17 @@ impl Capabilities {
             Capability::Watch => self.watch,
             Capability::Counters => self.counters,
         }
+    }
+
+    /// `Unsupported`, naming every one of `needs` that `store` lacks, for a
+    /// `feature` built on them (leases, rate limits); checked before any call.
+    pub fn require(&self, store: &str, feature: &str, needs: &[Capability]) -> Result<()> {
+        let missing: Vec<String> =
+            needs.iter().filter(|c| !self.has(**c)).map(Capability::to_string).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::unsupported(format!("{feature} need {} ({store})", missing.join(", "))))
     }
 }
 

@@ -14,20 +14,29 @@
 //! `Timeout` error: a listing never returns part of the keys as if it were
 //! all of them.
 //!
-//! A watch is an ordered push consumer delivering new messages only.
+//! A watch is an ordered push consumer delivering new messages only, and
+//! says at once when the connection is lost.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, SystemTime},
+};
 
 use async_nats::{
     Client, HeaderMap,
+    connection::State,
     jetstream::{
         self,
-        consumer::{AckPolicy, DeliverPolicy, ReplayPolicy, pull, push, push::OrderedErrorKind},
+        consumer::{
+            AckPolicy, DeliverPolicy, ReplayPolicy, pull, push,
+            push::{OrderedError, OrderedErrorKind},
+        },
     },
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
 use purista_core::{Error, ErrorKind, Result, WatchEvent, WatchStream};
+use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::{
     NatsStateStore,
@@ -54,36 +63,146 @@ pub(crate) async fn list_keys(store: &NatsStateStore, prefix: &str) -> Result<Ve
         .collect())
 }
 
-/// `Backend::watch`: every change under `prefix` from now on, in stream order.
+/// How often a watch looks at the connection: async-nats announces a
+/// disconnection only to the client's event callback, which belongs to
+/// whoever built the client.
+const CONNECTION_CHECK: Duration = Duration::from_millis(100);
+
+/// `Backend::watch`: every change under `prefix` from now on, in stream
+/// order, and an error as soon as the connection is lost.
 pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchStream> {
-    let (messages, encoded) = store.watch_consumer(prefix).await?;
-    let store = store.clone();
-    let events = messages.filter_map(move |message| {
-        let out = match message {
-            // The ordered consumer recreates itself after these, from the
-            // last revision it delivered: nothing is lost, nothing to report.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    OrderedErrorKind::MissingHeartbeat | OrderedErrorKind::ConsumerDeleted
-                ) =>
-            {
+    let (filter, encoded) = store.prefix_filter(prefix);
+    let (messages, last) = store.watch_consumer(&filter, DeliverPolicy::New).await?;
+    let mut check = tokio::time::interval(CONNECTION_CHECK);
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let client = &store.inner.client;
+    let watcher = Watcher {
+        store: store.clone(),
+        messages,
+        filter,
+        encoded,
+        check,
+        connected: client.connection_state() == State::Connected,
+        connects: client.statistics().connects.load(Relaxed),
+        last,
+        resume: false,
+        stalled: false,
+    };
+    Ok(Box::pin(futures_util::stream::unfold(watcher, |mut w| async move {
+        let next = w.next().await?;
+        Some((next, w))
+    })))
+}
+
+/// One `watch` stream.
+struct Watcher {
+    store: NatsStateStore,
+    messages: push::Ordered,
+    filter: String,
+    encoded: String,
+    check: Interval,
+    /// The connection was up at the last check.
+    connected: bool,
+    /// The client's connections so far, at the last check.
+    connects: u64,
+    /// The stream sequence of the last message seen (at first: the
+    /// stream's last when the watch began).
+    last: u64,
+    /// The consumer is to be replaced (after a reconnection or a stall).
+    resume: bool,
+    /// A stall was reported and the consumer not replaced since.
+    stalled: bool,
+}
+
+impl Watcher {
+    /// The next event or error; `None` once the consumer's subscription ends.
+    async fn next(&mut self) -> Option<Result<WatchEvent>> {
+        loop {
+            // Both are cancel-safe: the ordered consumer keeps its state
+            // between polls.
+            tokio::select! {
+                message = self.messages.next() => {
+                    if let Some(out) = self.event(message?) {
+                        return Some(out);
+                    }
+                }
+                _ = self.check.tick() => {
+                    let lost = self.connection_lost();
+                    if self.resume && self.connected {
+                        self.resume_consumer().await;
+                    }
+                    if let Some(lost) = lost {
+                        return Some(Err(lost));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The ordered consumer waits out an outage silently (and misses one
+    /// shorter than a check: then it stalls until two idle heartbeats, 10
+    /// s, are missed), while other clients' writes go unseen and a server
+    /// that lost its data replays nothing: an error once per outage, as soon
+    /// as it is noticed. The client's connect count catches an outage that
+    /// fell between two checks.
+    fn connection_lost(&mut self) -> Option<Error> {
+        let client = &self.store.inner.client;
+        let state = client.connection_state();
+        let connects = client.statistics().connects.load(Relaxed);
+        let reconnected = std::mem::replace(&mut self.connects, connects) != connects;
+        self.resume |= reconnected;
+        let was = std::mem::replace(&mut self.connected, state == State::Connected);
+        (was && (!self.connected || reconnected)).then(|| {
+            Error::watch_interrupted(format!("the connection to NATS was lost (the client is {state} now)"))
+        })
+    }
+
+    /// Replaces the consumer after a reconnection or a stall by one that
+    /// starts right after the last message seen: events flow at once, none is skipped,
+    /// and a watch that had seen nothing does not get the whole history (the
+    /// ordered consumer restarts from the start then). Tried again at the
+    /// next check if the server cannot create it yet.
+    async fn resume_consumer(&mut self) {
+        let from = DeliverPolicy::ByStartSequence { start_sequence: self.last + 1 };
+        match self.store.watch_consumer(&self.filter, from).await {
+            Ok((messages, _)) => {
+                self.messages = messages;
+                (self.resume, self.stalled) = (false, false);
+            }
+            Err(e) => tracing::debug!("watch consumer not resumed yet: {e}"),
+        }
+    }
+
+    fn event(&mut self, message: Result<jetstream::Message, OrderedError>) -> Option<Result<WatchEvent>> {
+        let message = match message {
+            Ok(message) => message,
+            // The server (frozen, or cut off without the client noticing
+            // yet) sent nothing for two heartbeat intervals: whatever it
+            // applied meanwhile was not seen.
+            Err(e) if e.kind() == OrderedErrorKind::MissingHeartbeat => {
+                self.resume = true;
+                let first = !std::mem::replace(&mut self.stalled, true);
+                return first.then(|| {
+                    Err(Error::watch_interrupted("the NATS server sent no heartbeat for 10 s").with_source(e))
+                });
+            }
+            // Removed on the server; the replacement starts after the last
+            // message seen, so nothing is missed.
+            Err(e) if e.kind() == OrderedErrorKind::ConsumerDeleted => {
                 tracing::debug!("watch consumer recovering: {e}");
-                None
+                self.resume = true;
+                return None;
             }
-            Err(e) => Some(Err(error::wrap("watch", None, e))),
-            Ok(message) => {
-                let headers = message.headers.clone().unwrap_or_default();
-                store.store_key(message.subject.as_str(), &encoded).map(|key| {
-                    let revision = message.info().ok().map(|i| i.stream_sequence);
-                    let kind = watch_kind(&headers, message.payload.clone(), revision);
-                    Ok(WatchEvent { key, kind })
-                })
-            }
+            Err(e) => return Some(Err(error::wrap("watch", None, e))),
         };
-        std::future::ready(out)
-    });
-    Ok(Box::pin(events))
+        let revision = message.info().ok().map(|i| i.stream_sequence);
+        self.last = revision.unwrap_or(self.last).max(self.last);
+        let headers = message.headers.clone().unwrap_or_default();
+        self.store.store_key(message.subject.as_str(), &self.encoded).map(|key| {
+            let kind = watch_kind(&headers, message.payload.clone(), revision);
+            Ok(WatchEvent { key, kind })
+        })
+    }
 }
 
 impl NatsStateStore {
@@ -94,9 +213,9 @@ impl NatsStateStore {
         (format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded)), encoded)
     }
 
-    /// An ordered consumer on the changes to keys that may start with `prefix`.
-    async fn watch_consumer(&self, prefix: &str) -> Result<(push::Ordered, String)> {
-        let (filter, encoded) = self.prefix_filter(prefix);
+    /// An ordered consumer on the changes under `filter` from `from`, and
+    /// the stream sequence it starts after.
+    async fn watch_consumer(&self, filter: &str, from: DeliverPolicy) -> Result<(push::Ordered, u64)> {
         let consumer = self
             .inner
             .kv
@@ -104,16 +223,18 @@ impl NatsStateStore {
             .create_consumer(push::OrderedConfig {
                 deliver_subject: self.inner.client.new_inbox(),
                 description: Some("purista state store".to_owned()),
-                filter_subject: filter,
+                filter_subject: filter.to_owned(),
                 replay_policy: ReplayPolicy::Instant,
-                deliver_policy: DeliverPolicy::New,
+                deliver_policy: from,
                 ..Default::default()
             })
             .await
             .map_err(|e| error::wrap("consumer creation", None, e))?;
+        // For `New`: the stream's last sequence when the consumer was made.
+        let last = consumer.cached_info().delivered.stream_sequence;
         let messages =
             consumer.messages().await.map_err(|e| error::wrap("consumer subscription", None, e))?;
-        Ok((messages, encoded))
+        Ok((messages, last))
     }
 
     /// The store key of a message's subject, if it is under `encoded_prefix`

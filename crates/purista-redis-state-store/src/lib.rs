@@ -7,6 +7,7 @@ mod counter;
 mod entries;
 mod error;
 mod etag;
+mod lease;
 mod list;
 mod redirect;
 mod replicas;

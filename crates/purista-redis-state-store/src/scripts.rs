@@ -251,6 +251,80 @@ return {1, sum}"#,
     )
 });
 
+/// `holder_token(cur)`: the token in a lease's holder value, or nil when
+/// the value is not `{"token": n, "holder": …}`.
+macro_rules! lua_holder_token {
+    () => {
+        r#"local function holder_token(cur)
+  local ok, h = pcall(cjson.decode, cur)
+  if ok and type(h) == 'table' and type(h.token) == 'number' then return h.token end
+  return nil
+end
+"#
+    };
+}
+
+/// A lease grant (see `purista_core::lease`). `KEYS`: fence, its version
+/// key, holder, its version key; `ARGV`: TTL in ms, holder name as a JSON
+/// string, db index, fence version, holder version. Returns `{1, token}`
+/// (a string) when granted, `{0, pttl}` when held, `{2, fence}` when the
+/// fence is no integer below 10^15 (Lua counts in doubles; nothing written).
+pub(crate) static LEASE_GRANT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"local f, fv, h, hv = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if redis.call('EXISTS', h) == 1 then return {0, redis.call('PTTL', h)} end
+local cur = redis.call('GET', f)
+if cur and (not string.match(cur, '^[0-9]+$') or #cur > 15) then return {2, cur} end
+local t = string.format('%d', tonumber(cur or '0') + 1)
+local value = '{"token":' .. t .. ',"holder":' .. ARGV[2] .. '}'
+if redis.call('PUBSUB', 'NUMPAT') > 0 then
+  redis.call('PUBLISH', '__purista@' .. ARGV[3] .. '__:' .. f, 's' .. t)
+  redis.call('PUBLISH', '__purista@' .. ARGV[3] .. '__:' .. h, 's' .. value)
+end
+redis.call('SET', f, t)
+redis.call('SET', fv, ARGV[4])
+redis.call('SET', h, value, 'PX', ARGV[1])
+redis.call('SET', hv, ARGV[5], 'PX', ARGV[1])
+return {1, t}"#,
+    )
+});
+
+/// A lease renewal. `KEYS`: holder, its version key; `ARGV`: token, TTL in
+/// ms. Returns 1 when renewed, 0 when the token no longer holds it, `{2,
+/// value}` when the holder value is not a holder's.
+pub(crate) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_holder_token!(),
+        r#"local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local token = holder_token(cur)
+if not token then return {2, cur} end
+if token ~= tonumber(ARGV[1]) then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1"#
+    ))
+});
+
+/// A lease release. `KEYS`: holder, its version key; `ARGV`: token, db
+/// index. Returns 1 when removed, 0 when the token no longer holds it,
+/// `{2, value}` when the holder value is not a holder's.
+pub(crate) static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_holder_token!(),
+        r#"local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local token = holder_token(cur)
+if not token then return {2, cur} end
+if token ~= tonumber(ARGV[1]) then return 0 end
+if redis.call('PUBSUB', 'NUMPAT') > 0 then
+  redis.call('PUBLISH', '__purista@' .. ARGV[2] .. '__:' .. KEYS[1], 'd')
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1"#
+    ))
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,12 +7,13 @@ use fred::{clients::Pool, interfaces::ClientLike};
 use purista_core::{
     Capabilities, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream,
     backend::{Backend, Handle},
+    lease::{LeaseAnswer, LeaseStep},
 };
 
 use crate::{
     counter, entries,
     error::Target,
-    list, redirect,
+    lease, list, redirect,
     replicas::Replicas,
     sentinel, transaction,
     watch::{self, Watchers, Watches},
@@ -209,6 +210,10 @@ impl Backend for RedisStateStore {
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         counter::increment(self, key, delta, ttl).await
+    }
+
+    async fn lease_step(&self, fence: &str, holder: &str, step: &LeaseStep) -> Result<Option<LeaseAnswer>> {
+        lease::step(self, fence, holder, step).await
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {

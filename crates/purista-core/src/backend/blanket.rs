@@ -11,6 +11,7 @@ use crate::{
     StateStore, StoreConfig, WatchEvent, WatchStream,
     config::{GET_DISABLED, REMOVE_DISABLED, SET_DISABLED},
     key::{join, strip},
+    lease::{LeaseAnswer, LeaseStep, fence_key, holder_key},
 };
 
 use super::{Backend, rules::*};
@@ -159,6 +160,29 @@ impl<B: Backend> StateStore for B {
         })
     }
 
+    async fn lease_step(&self, name: &str, step: LeaseStep) -> Result<LeaseAnswer> {
+        traced!(self, "purista.stateStore.lease", async {
+            let config = self.config();
+            // A step reads, writes and removes.
+            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
+            enabled(config.enable_set, Backend::name(self), SET_DISABLED)?;
+            enabled(config.enable_remove, Backend::name(self), REMOVE_DISABLED)?;
+            let (fence, holder) = (fence_key(name), holder_key(name));
+            check_key(self, &fence)?;
+            check_key(self, &holder)?;
+            let step = match step {
+                LeaseStep::Grant { holder, ttl } => LeaseStep::Grant { holder, ttl: lease_ttl(self, ttl)? },
+                LeaseStep::Renew { token, ttl } => LeaseStep::Renew { token, ttl: lease_ttl(self, ttl)? },
+                release => release,
+            };
+            let keys = (prefixed(&config.key_prefix, &fence), prefixed(&config.key_prefix, &holder));
+            match Backend::lease_step(self, &keys.0, &keys.1, &step).await.map_err(unprefix(config))? {
+                Some(answer) => Ok(answer),
+                None => crate::lease::by_transactions(self, name, step).await,
+            }
+        })
+    }
+
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         traced!(self, "purista.stateStore.listKeys", async {
             let config = self.config();
@@ -249,4 +273,9 @@ async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()
         let key = prefixed(&config.key_prefix, name);
         Backend::remove(b, &key, etag).await.map_err(unprefix(config))
     })
+}
+
+/// A lease's TTL: required, and checked and rounded as any other.
+fn lease_ttl<B: Backend>(b: &B, ttl: Duration) -> Result<Duration> {
+    check_ttl(b, Some(ttl))?.ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "a lease needs a TTL"))
 }

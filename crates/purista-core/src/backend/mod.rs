@@ -15,7 +15,10 @@ mod tests;
 
 use std::{fmt, future::Future, time::Duration};
 
-use crate::{Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream};
+use crate::{
+    Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream,
+    lease::{LeaseAnswer, LeaseStep},
+};
 
 use rules::unsupported;
 
@@ -131,6 +134,17 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<i64>> + Send {
         counter::by_compare_and_swap(self, key, delta, ttl)
+    }
+    /// A [`LeaseStep`] done natively on the keys `fence` and `holder`
+    /// (prefixed; formats in [`crate::lease`]), TTLs rounded; `None`, the
+    /// default, lets core build it from ETags and transactions.
+    fn lease_step(
+        &self,
+        _fence: &str,
+        _holder: &str,
+        _step: &LeaseStep,
+    ) -> impl Future<Output = Result<Option<LeaseAnswer>>> + Send {
+        async { Ok(None) }
     }
     /// Keys starting with `prefix`, in any order.
     fn list_keys(&self, _prefix: &str) -> impl Future<Output = Result<Vec<String>>> + Send {

@@ -32,7 +32,7 @@ pub enum Role {
 /// ([`leader`](Election::leader) hands out the guard).
 #[derive(Debug)]
 pub struct Election {
-    role: watch::Receiver<Role>,
+    /// The lock while this instance leads: the one source of its role.
     guard: watch::Receiver<Option<Arc<LockGuard>>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -41,21 +41,23 @@ pub struct Election {
 impl Election {
     /// Starts campaigning for `name` with leases of `ttl` (needs a Tokio runtime).
     pub fn start(store: Arc<dyn StateStore>, name: &str, ttl: Duration) -> Election {
-        let (role_tx, role) = watch::channel(Role::Follower);
         let (guard_tx, guard) = watch::channel(None);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(campaign(store, name.to_owned(), ttl, role_tx, guard_tx, stopped));
-        Election { role, guard, stop: Some(stop), task }
+        let task = tokio::spawn(campaign(store, name.to_owned(), ttl, guard_tx, stopped));
+        Election { guard, stop: Some(stop), task }
     }
 
     /// This instance's role now.
     pub fn role(&self) -> Role {
-        *self.role.borrow()
+        role_of(&self.guard.borrow())
     }
 
     /// Every change of role, for `changed().await` in a select loop.
-    pub fn roles(&self) -> watch::Receiver<Role> {
-        self.role.clone()
+    pub fn roles(&self) -> Roles {
+        let mut guard = self.guard.clone();
+        // Changes from now on.
+        guard.mark_unchanged();
+        Roles(guard)
     }
 
     /// The lock while this instance leads: its token and fenced writes.
@@ -72,6 +74,31 @@ impl Election {
     }
 }
 
+/// The changes of one instance's [`Role`] ([`Election::roles`]).
+#[derive(Debug, Clone)]
+pub struct Roles(watch::Receiver<Option<Arc<LockGuard>>>);
+
+impl Roles {
+    /// The role now.
+    pub fn current(&self) -> Role {
+        role_of(&self.0.borrow())
+    }
+
+    /// Waits for the role to change and returns the new one; `None` once
+    /// the election has stopped.
+    pub async fn changed(&mut self) -> Option<Role> {
+        self.0.changed().await.ok()?;
+        Some(role_of(&self.0.borrow_and_update()))
+    }
+}
+
+fn role_of(guard: &Option<Arc<LockGuard>>) -> Role {
+    match guard {
+        Some(guard) => Role::Leader { token: guard.token() },
+        None => Role::Follower,
+    }
+}
+
 impl Drop for Election {
     fn drop(&mut self) {
         // Resigning awaited the task; otherwise the lock's guard is dropped
@@ -84,7 +111,6 @@ async fn campaign(
     store: Arc<dyn StateStore>,
     name: String,
     ttl: Duration,
-    role: watch::Sender<Role>,
     guard_tx: watch::Sender<Option<Arc<LockGuard>>>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -104,13 +130,11 @@ async fn campaign(
                 }
             }
         };
-        role.send_replace(Role::Leader { token: guard.token() });
         guard_tx.send_replace(Some(guard.clone()));
         let resigned = tokio::select! {
             _ = &mut stop => true,
             () = guard.lost() => false,
         };
-        role.send_replace(Role::Follower);
         guard_tx.send_replace(None);
         if resigned {
             // Release now when nobody else holds the guard, else on its drop.

@@ -15,10 +15,15 @@
 //! caller's writes: it applies only while no newer token has been granted.
 //! The braces make Redis Cluster hash both keys to one slot; there, keys
 //! written under a lease must carry the same hash tag (`{n}`).
+//!
+//! Grant, renewal and release are [`LeaseStep`]s, taken through
+//! [`StateStore::lease_step`]: built here from the calls above, or natively
+//! by a backend with the same keys and formats (Redis: one script each).
 
 mod backoff;
 mod election;
 mod guard;
+mod step;
 
 use std::{
     fmt,
@@ -29,17 +34,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use futures_util::future::join;
-use serde::{Deserialize, Serialize};
-
-pub use election::{Election, Role};
+pub use election::{Election, Role, Roles};
 pub use guard::LockGuard;
+pub(crate) use step::by_transactions;
+pub use step::{LeaseAnswer, LeaseStep, fence_key, holder_key};
 
-use crate::{Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StateStore};
+use crate::{Capability, Error, ErrorKind, Json, Op, PutOptions, Result, StateStore};
 use backoff::Backoff;
+use step::fence_token;
 
-/// How often a grant retries after losing a race for the fence.
-const GRANT_ATTEMPTS: usize = 16;
 /// How often a fenced write retries after another fenced write of the same
 /// token moved the fence's ETag (when the conflict names no key).
 const UNNAMED_CONFLICTS: usize = 8;
@@ -72,13 +75,6 @@ impl fmt::Debug for Lease {
             .field("valid_until", &self.valid_until)
             .finish()
     }
-}
-
-/// What the holder key stores.
-#[derive(Serialize, Deserialize)]
-struct Holder {
-    token: u64,
-    holder: String,
 }
 
 /// What one grant attempt found.
@@ -155,34 +151,21 @@ impl Lease {
     /// Extends the lease by its TTL from now. Fails with `Conflict` if the
     /// lease was lost (it expired and may have been granted again).
     pub async fn renew(&mut self) -> Result<()> {
-        let key = holder_key(&self.name);
         let sent = Instant::now();
-        let Some(entry) = self.store.get_entry(&key).await? else { return Err(self.lost()) };
-        if holder_token(&key, &entry.value)? != self.token {
-            return Err(self.lost());
-        }
-        match self.store.put(&key, entry.value, PutOptions::update(entry.etag).ttl(self.ttl)).await {
-            Ok(_) => {
+        let step = LeaseStep::Renew { token: self.token, ttl: self.ttl };
+        match self.store.lease_step(&self.name, step).await? {
+            LeaseAnswer::Done => {
                 self.valid_until = sent + self.ttl;
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::Conflict => Err(self.lost()),
-            Err(e) => Err(e),
+            _ => Err(self.lost()),
         }
     }
 
     /// Gives the lease up, so a waiter gets it at once. Releasing a lease
     /// that was already lost is not an error. The fence keeps its token.
     pub async fn release(self) -> Result<()> {
-        let key = holder_key(&self.name);
-        let Some(entry) = self.store.get_entry(&key).await? else { return Ok(()) };
-        if holder_token(&key, &entry.value)? != self.token {
-            return Ok(());
-        }
-        match self.store.remove(&key, Some(&entry.etag)).await {
-            Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
-            _ => Ok(()),
-        }
+        self.store.lease_step(&self.name, LeaseStep::Release { token: self.token }).await.map(drop)
     }
 
     /// Writes `value` under `key` unless a newer token than this lease's
@@ -242,82 +225,29 @@ impl Lease {
     }
 }
 
-/// One attempt to take the lease (retried while racing other grants).
+/// One attempt to take the lease (the store retries races with other grants).
 pub(crate) async fn grant(store: Arc<dyn StateStore>, name: &str, ttl: Duration) -> Result<Grant> {
     check(&*store, ttl)?;
-    let (fence, holder_key) = (fence_key(name), holder_key(name));
-    let holder = holder_id();
-    for _ in 0..GRANT_ATTEMPTS {
-        // Both reads at once: one round trip of latency.
-        let (held, last) = join(store.get_entry(&holder_key), store.get_entry(&fence)).await;
-        if let Some(entry) = held? {
-            return Ok(Grant::Held { expires_at: entry.expires_at });
+    // The TTL starts when the store applies the grant, after this.
+    let sent = Instant::now();
+    match store.lease_step(name, LeaseStep::Grant { holder: holder_id(), ttl }).await? {
+        LeaseAnswer::Granted { token } => {
+            let name = name.to_owned();
+            Ok(Grant::Granted(Lease { store, name, token, ttl, valid_until: sent + ttl, fenced: true }))
         }
-        let (token, mode) = match last? {
-            None => (1, PutMode::Create),
-            Some(e) => (fence_token(&fence, &e.value)?.saturating_add(1), PutMode::Update(e.etag)),
-        };
-        let value = Json::encode(&Holder { token, holder: holder.clone() })?;
-        let ops = vec![
-            Op::put_with(&fence, Json::encode(&token)?, PutOptions { mode, ttl: None }),
-            Op::put_with(&holder_key, value, PutOptions::create().ttl(ttl)),
-        ];
-        // The TTL starts when the store applies the grant, after this.
-        let sent = Instant::now();
-        match store.transaction(ops).await {
-            Ok(()) => {
-                let name = name.to_owned();
-                let valid_until = sent + ttl;
-                return Ok(Grant::Granted(Lease { store, name, token, ttl, valid_until, fenced: true }));
-            }
-            Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,
-            Err(e) => return Err(e),
-        }
+        LeaseAnswer::Held { expires_at } => Ok(Grant::Held { expires_at }),
+        other => Err(Error::new(ErrorKind::Backend, format!("{}: a grant answered {other:?}", store.name()))),
     }
-    Ok(Grant::Held { expires_at: None })
 }
 
 /// Refuses, before any call, a store without what leases are built on.
 fn check(store: &dyn StateStore, ttl: Duration) -> Result<()> {
-    let caps = store.capabilities();
-    let missing: Vec<&str> = [
-        (caps.etag, "ETags"),
-        (caps.create_only, "create-only writes"),
-        (caps.ttl.is_some(), "TTL"),
-        (caps.transactions, "transactions"),
-    ]
-    .into_iter()
-    .filter_map(|(has, what)| (!has).then_some(what))
-    .collect();
-    if !missing.is_empty() {
-        return Err(Error::unsupported(format!("leases need {} ({})", missing.join(", "), store.name())));
-    }
+    let needs = [Capability::Etag, Capability::CreateOnly, Capability::Ttl, Capability::Transactions];
+    store.capabilities().require(store.name(), "leases", &needs)?;
     if ttl.is_zero() {
         return Err(Error::new(ErrorKind::InvalidArgument, "a lease's TTL must be above zero"));
     }
     Ok(())
-}
-
-/// The key holding the last token granted for lease `name`.
-pub fn fence_key(name: &str) -> String {
-    format!("{{{name}}}:fence")
-}
-
-/// The key present while lease `name` is held.
-pub fn holder_key(name: &str) -> String {
-    format!("{{{name}}}:holder")
-}
-
-fn fence_token(key: &str, value: &Json) -> Result<u64> {
-    value.decode::<u64>().map_err(|_| {
-        Error::new(ErrorKind::InvalidValue, "a lease's fence holds a JSON integer").with_key(key)
-    })
-}
-
-fn holder_token(key: &str, value: &Json) -> Result<u64> {
-    value.decode::<Holder>().map(|h| h.token).map_err(|_| {
-        Error::new(ErrorKind::InvalidValue, "a lease's holder key holds {token, holder}").with_key(key)
-    })
 }
 
 /// A name for this grant's holder, for people reading the store.

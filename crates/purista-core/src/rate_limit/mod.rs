@@ -189,13 +189,11 @@ impl RateLimit {
         if key.is_empty() {
             return Err(Error::new(ErrorKind::InvalidKey, "a rate-limit key cannot be empty"));
         }
-        let caps = store.capabilities();
-        for need in [Capability::Counters, Capability::Ttl] {
-            if !caps.has(need) {
-                let msg = format!("{} does not support {need}, which rate limits need", store.name());
-                return Err(Error::unsupported(msg));
-            }
-        }
+        store.capabilities().require(
+            store.name(),
+            "rate limits",
+            &[Capability::Counters, Capability::Ttl],
+        )?;
         Ok(ttl)
     }
 

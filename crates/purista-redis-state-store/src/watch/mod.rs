@@ -1,6 +1,8 @@
 //! `watch` on keyspace notifications: one subscriber connection per node
 //! (every primary in Cluster mode, followed as the topology changes),
-//! re-subscribed by fred after reconnects.
+//! re-subscribed by fred after reconnects. A lost connection is reported
+//! at once (`Error::watch_interrupted`), and again once it is back, since
+//! pub/sub keeps nothing for a connection that was gone.
 //!
 //! A watcher converges: the last event it yields for a key matches the key's
 //! final state, and it loses nothing unless it yields an error saying so.
@@ -150,10 +152,11 @@ impl Watch {
             // connection proves the server has subscribed, so a write made
             // once `watch` returns is seen.
             sub.ping::<Value>(None).await.map_err(|e| target.error(e, "PING after PSUBSCRIBE"))?;
-            // Made after the first connection, so it hears only reconnections.
-            Ok::<_, Error>((receivers.0, receivers.1, sub.reconnect_rx()))
+            // Made after the first connection, so they hear only what
+            // happens to it and reconnections.
+            Ok::<_, Error>((receivers.0, receivers.1, sub.reconnect_rx(), sub.error_rx()))
         };
-        let (keyspace, values, reconnects) = match opened.await {
+        let (keyspace, values, reconnects, errors) = match opened.await {
             Ok(receivers) => receivers,
             Err(e) => {
                 let _ = sub.quit().await;
@@ -169,7 +172,7 @@ impl Watch {
             None => (None, None),
         };
         let node = Node::new(self.store.clone(), config, owned.clone(), self.tx.clone());
-        let channels = Channels { keyspace, values, reconnects, retire, stop: self.stop.clone() };
+        let channels = Channels { keyspace, values, reconnects, errors, retire, stop: self.stop.clone() };
         tokio::spawn(node.run(sub, channels));
         Ok(NodeHandle { owned, _retire: retire_tx })
     }

@@ -11,6 +11,7 @@ use std::{
 use bytes::Bytes;
 use fred::{
     clients::SubscriberClient,
+    error::Error as RedisError,
     interfaces::ClientLike,
     types::{
         KeyspaceEvent, Message,
@@ -32,6 +33,8 @@ pub(super) struct Channels {
     pub(super) keyspace: broadcast::Receiver<KeyspaceEvent>,
     pub(super) values: broadcast::Receiver<Message>,
     pub(super) reconnects: broadcast::Receiver<Server>,
+    /// Connection errors: the connection broke, or a reconnect failed.
+    pub(super) errors: broadcast::Receiver<(RedisError, Option<Server>)>,
     pub(super) retire: Option<oneshot::Receiver<()>>,
     pub(super) stop: signal::Receiver<bool>,
 }
@@ -72,6 +75,9 @@ pub(super) struct Node {
     /// notification.
     published: HashMap<String, VecDeque<(Instant, Published)>>,
     outbox: Outbox,
+    /// The loss of the connection was reported and it is not back yet
+    /// (one error per outage, however many reconnects fail).
+    interrupted: bool,
 }
 
 impl Node {
@@ -90,6 +96,7 @@ impl Node {
             outbox: Outbox::new(tx.clone()),
             tx,
             published: HashMap::new(),
+            interrupted: false,
         }
     }
 
@@ -106,7 +113,15 @@ impl Node {
                 _ = tx.closed() => break,
                 _ = stopped(&mut ch.stop) => break,
                 _ = retired(&mut retire) => break,
-                // First: what arrives after a reconnection is reported after the gap.
+                // Before reconnections: fred sends a loss before the
+                // reconnection that ends it.
+                e = ch.errors.recv() => match e {
+                    Ok((e, server)) => self.interrupt(Some(e), server),
+                    // Errors were dropped: the connection broke at least once.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.interrupt(None, None),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                // Then: what arrives after a reconnection is reported after the gap.
                 r = ch.reconnects.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
                     r => self.on_reconnect(r.ok()).await,
@@ -174,11 +189,31 @@ impl Node {
         }
     }
 
+    /// fred reports every broken connection and every failed reconnect:
+    /// the first of an outage tells the consumer at once that changes are
+    /// no longer seen (not only once the server is back, when other
+    /// clients may long have written). Events fred received before the
+    /// loss still follow; the values they claim are kept until the
+    /// reconnection.
+    fn interrupt(&mut self, error: Option<RedisError>, server: Option<Server>) {
+        if std::mem::replace(&mut self.interrupted, true) {
+            return;
+        }
+        let server = server.map_or_else(|| self.store.target().address.clone(), |s| s.to_string());
+        let interrupted = Error::watch_interrupted(format!("the connection to redis at {server} was lost"));
+        let interrupted = match error {
+            Some(e) => self.store.target().with_source(interrupted, e),
+            None => interrupted,
+        };
+        self.outbox.push(Err(interrupted));
+    }
+
     /// Pub/sub keeps nothing for a connection that is gone: say that changes
     /// may have been missed, so that the watcher can read afresh, and forget
     /// the values still expected from before. A restarted server may have
     /// notifications off again: switched on.
     async fn on_reconnect(&mut self, server: Option<Server>) {
+        self.interrupted = false;
         self.published.clear();
         let server = server.map_or_else(|| "the server".to_owned(), |s| s.to_string());
         let mut msg = format!(

@@ -54,6 +54,35 @@ pub async fn lease_basics(factory: &impl Factory) {
     cleanup(&*a, &name, &[&resource]).await;
 }
 
+/// The stored format is the same on every store, native steps or not: the
+/// fence a JSON integer, the holder `{"token", "holder"}` with the TTL; a
+/// fence or holder that is not one is `InvalidValue`, and nothing changes.
+pub async fn lease_stored_format(factory: &impl Factory) {
+    let Some(a) = store(factory).await else { return };
+    let name = unique("lease-format");
+    let ttl = ttl_of(&*a, Duration::from_secs(5));
+    let lease = Lease::try_acquire(a.clone(), &name, ttl).await.unwrap().expect("granted");
+    assert_eq!(raw(&*a, &fence_key(&name)).await, Some(json!(lease.token())));
+    let holder = a.get_entry(&holder_key(&name)).await.unwrap().expect("the holder key lives");
+    let stored: serde_json::Value = holder.value.decode().unwrap();
+    assert_eq!(stored["token"], json!(lease.token()), "holder: {stored}");
+    assert!(stored["holder"].is_string(), "holder: {stored}");
+    assert!(holder.expires_at.is_some(), "the holder key has the lease's TTL");
+
+    a.set_state(&holder_key(&name), Json::from(json!("not a holder"))).await.unwrap();
+    let mut renewing = lease.clone();
+    expect_kind(renewing.renew().await, ErrorKind::InvalidValue, "renewing over a foreign holder value");
+    expect_kind(lease.release().await, ErrorKind::InvalidValue, "releasing over a foreign holder value");
+    assert_eq!(raw(&*a, &holder_key(&name)).await, Some(json!("not a holder")), "left alone");
+
+    a.remove_state(&holder_key(&name)).await.unwrap();
+    a.set_state(&fence_key(&name), Json::from(json!("seven"))).await.unwrap();
+    let granted = Lease::try_acquire(a.clone(), &name, ttl).await;
+    expect_kind(granted, ErrorKind::InvalidValue, "a grant over a fence that is no integer");
+    assert_eq!(raw(&*a, &holder_key(&name)).await, None, "nothing granted");
+    cleanup(&*a, &name, &[]).await;
+}
+
 /// An unrenewed lease expires and goes to a waiter, with a larger token;
 /// the waiter's `acquire` does not return before the expiry.
 pub async fn lease_expiry(factory: &impl Factory) {
@@ -108,9 +137,24 @@ pub async fn election_hands_over(factory: &impl Factory) {
     let mut elections: Vec<Election> =
         stores.iter().map(|s| Election::start(s.clone(), &name, ttl)).collect();
     let (leader, token) = one_leader(&elections, ttl * 20).await;
+    let mut roles: Vec<_> = elections.iter().map(Election::roles).collect();
+    assert_eq!(roles[leader].current(), Role::Leader { token });
     elections.swap_remove(leader).resign().await;
-    let (_, next) = one_leader(&elections, ttl * 20).await;
+    let mut resigned = roles.swap_remove(leader);
+    assert_eq!(resigned.changed().await, Some(Role::Follower), "resigning ends the leadership");
+    assert_eq!(resigned.changed().await, None, "a resigned election reports no more roles");
+    let (next_leader, next) = one_leader(&elections, ttl * 20).await;
     assert!(next > token, "the new leader's token {next} is not above {token}");
+    let seen = tokio::time::timeout(ttl * 20, async {
+        loop {
+            match roles[next_leader].changed().await {
+                Some(Role::Leader { token }) => return token,
+                Some(Role::Follower) => continue,
+                None => panic!("the election stopped"),
+            }
+        }
+    });
+    assert_eq!(seen.await.expect("the new leader's role change is reported"), next);
     for e in elections {
         e.resign().await;
     }

@@ -147,6 +147,7 @@ table! {
     lease {
         lease_needs_capabilities [],
         lease_basics [Etag, CreateOnly, Ttl, Transactions], lease_expiry [Etag, CreateOnly, Ttl, Transactions],
+        lease_stored_format [Etag, CreateOnly, Ttl, Transactions],
         lock_guard_renews_and_reports_loss [Etag, CreateOnly, Ttl, Transactions],
         election_hands_over [Etag, CreateOnly, Ttl, Transactions],
         election_fenced [Etag, CreateOnly, Ttl, Transactions],
