@@ -188,13 +188,9 @@ async fn redis_restart_empties_the_cache() {
     .await;
 }
 
-// Observed on main (2fe7eac): after the restart the memory bucket is gone
-// (the store answers "503 no responders") and the KV watch reports nothing,
-// so the cache keeps serving the lost values. With the NATS watch reporting a
-// lost connection (branch watch-loss, 8703d60) it passes: run it with
-// `--include-ignored` once that is merged, and drop the `ignore`.
+// Before the NATS watch reported a lost connection (main at 2fe7eac) the
+// feed said nothing after this restart and the cache kept serving lost values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the NATS watch does not report a server restart yet: the cache serves lost values"]
 async fn nats_restart_empties_the_cache() {
     let Some(server) = Server::start_dedicated(Kind::Nats, Options::default()).await else { return };
     // A memory bucket: the restart loses it with every key.
