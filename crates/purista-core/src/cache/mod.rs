@@ -75,7 +75,10 @@ pub use options::CacheOptions;
 
 use crate::{
     Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore,
-    WatchStream, handle::Handle, validate_key,
+    WatchStream,
+    handle::Handle,
+    lease::{LeaseAnswer, LeaseStep, fence_key, holder_key},
+    validate_key,
 };
 
 /// A store with a near cache in front of it (see the [module docs](crate::cache)).
@@ -358,6 +361,13 @@ impl StateStore for CachedStore {
     async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let result = self.inner.increment(name, delta, ttl).await;
         self.invalidate(&[name]);
+        result
+    }
+
+    /// The store's own (native where it has one), then both keys dropped.
+    async fn lease_step(&self, name: &str, step: LeaseStep) -> Result<LeaseAnswer> {
+        let result = self.inner.lease_step(name, step).await;
+        self.invalidate(&[&fence_key(name), &holder_key(name)]);
         result
     }
 
