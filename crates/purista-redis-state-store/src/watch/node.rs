@@ -300,10 +300,15 @@ impl Node {
     /// Reads the key's value now (a write of another client, or a remove in
     /// Cluster). A value gone again by then is reported by the removal's own
     /// notification, which follows, unless `removed`: then it is this one.
+    /// A key still there after a remove in Cluster moved to another node:
+    /// nothing to report here, its later changes come from that node, and
+    /// reporting the value read could put it after a newer change from
+    /// there (the nodes' streams are not ordered with each other).
     fn read(&mut self, key: String, removed: bool) {
         let store = self.store.clone();
         self.outbox.push_pending(Box::pin(async move {
             match entries::get_value(&store, &key).await {
+                Ok(Some(_)) if removed => None,
                 Ok(Some(value)) => Some(Ok(WatchEvent { key, kind: WatchKind::Set { etag: None, value } })),
                 Ok(None) if removed => Some(Ok(WatchEvent { key, kind: WatchKind::Removed })),
                 Ok(None) => None,
