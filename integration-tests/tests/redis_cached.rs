@@ -4,16 +4,6 @@
 
 mod support_redis;
 
-use std::sync::Arc;
-
-use purista_core::{CacheOptions, CachedStore, StateStore, StoreConfig};
-
-async fn store(config: StoreConfig) -> Option<Arc<dyn StateStore>> {
-    let inner = support_redis::store(config).await?;
-    match CachedStore::new(inner, CacheOptions::default()).await {
-        Ok(cached) => Some(cached),
-        Err(e) => panic!("a near cache over Redis: {e}"),
-    }
+fn main() -> std::process::ExitCode {
+    purista_core::testkit::main(purista_core::testkit::cached(support_redis::store))
 }
-
-purista_core::behaviour_suite!(store);

@@ -5,16 +5,14 @@
 
 use std::sync::{Arc, LazyLock};
 
-use purista_core::{CacheOptions, CachedStore, DefaultStateStore, StateStore, StoreConfig};
+use purista_core::{DefaultStateStore, StateStore, StoreConfig, testkit};
 
 static SHARED: LazyLock<DefaultStateStore> = LazyLock::new(DefaultStateStore::new);
 
 async fn store(config: StoreConfig) -> Option<Arc<dyn StateStore>> {
-    let inner: Arc<dyn StateStore> = Arc::new(SHARED.with_config(config));
-    match CachedStore::new(inner, CacheOptions::default()).await {
-        Ok(cached) => Some(cached),
-        Err(e) => panic!("a near cache over the memory store: {e}"),
-    }
+    Some(Arc::new(SHARED.with_config(config)))
 }
 
-purista_core::behaviour_suite!(store);
+fn main() -> std::process::ExitCode {
+    testkit::main(testkit::cached(store))
+}

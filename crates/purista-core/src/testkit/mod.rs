@@ -49,7 +49,7 @@ pub use concurrency::{
     GrantRecord, LeaseHistory, Mix, Report, Workload, WriteRecord, bank, bank_with, check_fencing, counter,
     counter_with, lease, lease_unfenced, lease_with, linearizable, linearizable_with,
 };
-pub use runner::main;
+pub use runner::{Trial, main, main_with};
 
 use crate::{StateStore, StoreConfig};
 
@@ -70,6 +70,30 @@ where
 {
     fn store(&self, config: StoreConfig) -> StoreFuture<'_> {
         Box::pin(self(config))
+    }
+}
+
+/// Each store of `factory` behind a near cache of its own (default
+/// options): a cached run of the suite, where the cases needing fresh reads
+/// are skipped and the `cache` cases check the cache's rules.
+pub fn cached<F: Factory>(factory: F) -> Cached<F> {
+    Cached(factory)
+}
+
+/// What [`cached`] returns.
+#[derive(Debug, Clone)]
+pub struct Cached<F>(F);
+
+impl<F: Factory> Factory for Cached<F> {
+    fn store(&self, config: StoreConfig) -> StoreFuture<'_> {
+        Box::pin(async move {
+            let inner = self.0.store(config).await?;
+            let name = inner.name().to_owned();
+            match crate::CachedStore::new(inner, crate::CacheOptions::default()).await {
+                Ok(cached) => Some(cached as Arc<dyn StateStore>),
+                Err(e) => panic!("a near cache over {name}: {e}"),
+            }
+        })
     }
 }
 

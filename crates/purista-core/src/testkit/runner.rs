@@ -4,7 +4,8 @@
 
 use std::{process::ExitCode, sync::Arc};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+pub use libtest_mimic::Trial;
+use libtest_mimic::{Arguments, Failed};
 
 use super::{Factory, cases};
 use crate::StoreConfig;
@@ -13,6 +14,13 @@ use crate::StoreConfig;
 /// code of the run. What `behaviour_suite!` expands to; call it from a
 /// `main` of your own to start a server (a cluster ...) first.
 pub fn main<F: Factory + Send + 'static>(factory: F) -> ExitCode {
+    main_with(factory, &[], Vec::new())
+}
+
+/// Like [`main`], with only the cases of `groups` (the files they live in:
+/// `"cache"`, `"watch"` ...; empty: every case), and `extra` tests of the
+/// binary's own beside them: for a topology that needs checks of its own.
+pub fn main_with<F: Factory + Send + 'static>(factory: F, groups: &[&str], extra: Vec<Trial>) -> ExitCode {
     let args = Arguments::from_args();
     let factory = Arc::new(factory);
     // One store, to learn what it claims; the fixture says loudly why it has none.
@@ -20,8 +28,9 @@ pub fn main<F: Factory + Send + 'static>(factory: F) -> ExitCode {
         let store = factory.store(StoreConfig::default()).await?;
         Some((store.name().to_owned(), store.capabilities()))
     });
-    let trials = cases::table::<F>()
+    let mut trials: Vec<Trial> = cases::table::<F>()
         .into_iter()
+        .filter(|case| groups.is_empty() || groups.contains(&case.group))
         .map(|case| {
             let skip = match &probe {
                 None => Some("no server for this store (see the message above)".to_owned()),
@@ -44,6 +53,8 @@ pub fn main<F: Factory + Send + 'static>(factory: F) -> ExitCode {
             trial.with_kind(case.group).with_ignored_flag(ignored)
         })
         .collect();
+    assert!(!trials.is_empty(), "no case in the groups {groups:?}");
+    trials.extend(extra);
     libtest_mimic::run(&args, trials).exit_code()
 }
 
