@@ -42,7 +42,9 @@ pub(crate) fn kind_of(err: &(dyn StdError + 'static)) -> ErrorKind {
             ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => {
                 ErrorKind::Unavailable
             }
-            ErrorCode::STREAM_WRONG_LAST_SEQUENCE => ErrorKind::Conflict,
+            code if is_revision_code(code) => ErrorKind::Conflict,
+            // A new stream leader not yet able to check a revision: nothing written.
+            ErrorCode::STREAM_EXPECTED_LAST_SEQ_PER_SUBJECT_NOT_READY => ErrorKind::Unavailable,
             ErrorCode::ATOMIC_PUBLISH_DISABLED | ErrorCode::MESSAGE_TTL_DISABLED => ErrorKind::Unsupported,
             _ if js.code() == 503 => ErrorKind::Unavailable,
             _ if js.code() == 408 => ErrorKind::Timeout,
@@ -86,7 +88,14 @@ where
 
 /// The server refused a write because the key's revision moved on.
 pub(crate) fn is_wrong_revision(err: &(dyn StdError + 'static)) -> bool {
-    jetstream_error(err).is_some_and(|js| js.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE)
+    jetstream_error(err).is_some_and(|js| is_revision_code(js.error_code()))
+}
+
+/// The codes of a refused revision condition: 10164 (no number) is what a
+/// clustered stream's leader answers while another write to the subject is
+/// still in flight, which async-nats does not map to `WrongLastSequence`.
+fn is_revision_code(code: ErrorCode) -> bool {
+    code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE || code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
 }
 
 /// A create-only write that kept finding the key absent and kept losing to
@@ -104,6 +113,7 @@ pub(crate) fn publish_error(key: &str, what: &str, err: jetstream::context::Publ
     use jetstream::context::PublishErrorKind as K;
     match err.kind() {
         K::WrongLastSequence => Error::etag_mismatch(key).with_source(err),
+        K::Other if is_wrong_revision(&err) => Error::etag_mismatch(key).with_source(err),
         K::MaxPayloadExceeded => Error::new(ErrorKind::InvalidValue, "value is larger than the server takes")
             .with_key(key)
             .with_source(err),
