@@ -224,12 +224,21 @@ impl NatsStateStore {
             let accept = batch_get::Accept { stream: accept_own, after: Some((seq, subject.as_str())) };
             let answer =
                 batch_get::last_messages(&i.client, api_subject, subjects, i.request_timeout(), &accept);
-            // With replicas, messages past S may be committed but not yet
-            // applied at the leader, whose reads would then go back in time;
-            // the only replica answers from one state, whatever came after S.
-            let single = i.reads == ReadPath::SingleReplica;
-            if let Some(found) = answer.await?.filter(|f| single || f.values().all(|m| m.sequence <= seq)) {
-                return Ok(found);
+            if let Some(found) = answer.await? {
+                // With replicas, a message past S may be committed but not
+                // yet applied at the leader, whose reads would then go back
+                // in time: such an answer counts once the leader has applied
+                // its newest message N too. It is the asked names' state at
+                // N, which the leader reached during the call (after S).
+                // Under steady writes to the names this is what ends the
+                // attempts; the only replica answers from one state anyway.
+                let newest = found.values().map(|m| m.sequence).max().unwrap_or(0);
+                if i.reads == ReadPath::SingleReplica || newest <= seq {
+                    return Ok(found);
+                }
+                if fence(&i.kv.stream, &i.read_prefix).await?.is_some_and(|(applied, _)| applied >= newest) {
+                    return Ok(found);
+                }
             }
             if let Some(found) = self.leader_snapshot(subjects, seq).await? {
                 return Ok(found);
