@@ -126,3 +126,26 @@ pub(crate) fn publish_error(key: &str, what: &str, err: jetstream::context::Publ
         _ => wrap(what, Some(key), err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API error as the server sends it.
+    fn api_error(code: u16, err_code: u64, description: &str) -> jetstream::Error {
+        let json = format!(r#"{{"code":{code},"err_code":{err_code},"description":"{description}"}}"#);
+        serde_json::from_str(&json).expect("an API error")
+    }
+
+    #[test]
+    fn both_wrong_last_sequence_codes_are_conflicts() {
+        for code in [10071, 10164] {
+            let e = api_error(400, code, "wrong last sequence");
+            assert_eq!(kind_of(&e), ErrorKind::Conflict, "{code}");
+            assert!(is_wrong_revision(&e), "{code}");
+        }
+        let not_ready = api_error(503, 10163, "expected last sequence per subject temporarily unavailable");
+        assert_eq!(kind_of(&not_ready), ErrorKind::Unavailable);
+        assert!(!is_wrong_revision(&not_ready));
+    }
+}
