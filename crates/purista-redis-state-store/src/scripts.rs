@@ -251,15 +251,20 @@ return {1, sum}"#,
     )
 });
 
-/// `holder_token(cur)`: the token in a lease's holder value, or nil when
-/// the value is not `{"token": n, "holder": …}`.
-macro_rules! lua_holder_token {
+/// The guard opening a step of the holder `KEYS[1]` with token `ARGV[1]`:
+/// returns 0 when that token no longer holds it, `{2, value}` when the
+/// value there is not a holder's (`{"token": n, "holder": …}`).
+macro_rules! lua_held_by_token {
     () => {
-        r#"local function holder_token(cur)
+        r#"local function refusal(cur)
+  if not cur then return 0 end
   local ok, h = pcall(cjson.decode, cur)
-  if ok and type(h) == 'table' and type(h.token) == 'number' then return h.token end
+  if not (ok and type(h) == 'table' and type(h.token) == 'number') then return {2, cur} end
+  if h.token ~= tonumber(ARGV[1]) then return 0 end
   return nil
 end
+local refused = refusal(redis.call('GET', KEYS[1]))
+if refused then return refused end
 "#
     };
 }
@@ -294,13 +299,8 @@ return {1, t}"#,
 /// value}` when the holder value is not a holder's.
 pub(crate) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        lua_holder_token!(),
-        r#"local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local token = holder_token(cur)
-if not token then return {2, cur} end
-if token ~= tonumber(ARGV[1]) then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        lua_held_by_token!(),
+        r#"redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1"#
     ))
@@ -311,13 +311,8 @@ return 1"#
 /// `{2, value}` when the holder value is not a holder's.
 pub(crate) static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        lua_holder_token!(),
-        r#"local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local token = holder_token(cur)
-if not token then return {2, cur} end
-if token ~= tonumber(ARGV[1]) then return 0 end
-if redis.call('PUBSUB', 'NUMPAT') > 0 then
+        lua_held_by_token!(),
+        r#"if redis.call('PUBSUB', 'NUMPAT') > 0 then
   redis.call('PUBLISH', '__purista@' .. ARGV[2] .. '__:' .. KEYS[1], 'd')
 end
 redis.call('DEL', KEYS[1], KEYS[2])
