@@ -1,13 +1,16 @@
 //! The main job: a service on the default in-memory store running the state
-//! patterns of PURISTA's handbook: a session with a TTL, a counter updated
-//! safely by many concurrent requests, a rate limit, and job status.
+//! patterns of PURISTA's handbook: a session with a TTL read through a near
+//! cache, a counter updated safely by many concurrent requests, a rate limit,
+//! and job status.
 //!
 //! Run it with `cargo run -p purista-core --example service`.
-//! Switching to Redis, NATS or Dapr changes only the `.state_store(...)` line.
+//! Switching to Redis, NATS or Dapr changes only the `backend` line.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use purista_core::{DefaultStateStore, RateLimit, Service, StateStoreExt};
+use purista_core::{
+    CacheOptions, CachedStore, DefaultStateStore, RateLimit, Service, StateStore, StateStoreExt,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,17 +29,21 @@ enum Job {
 /// Five searches per user and minute, counted across every instance.
 const SEARCH_LIMIT: RateLimit = RateLimit::fixed_window(5, Duration::from_secs(60));
 
-fn service() -> Service {
+fn service(states: Arc<CachedStore>) -> Service {
     Service::builder("shop", "1")
-        // The one line that changes per backend, e.g.
-        // .state_store(RedisStateStore::connect("redis://127.0.0.1:6379").await?)
-        .state_store(DefaultStateStore::new())
+        .shared_state_store(states)
         .command("login", |ctx, user_id: String| async move {
             let key = format!("session:{user_id}");
             let session = Session { user_id, cart: vec![] };
             // Sessions end by themselves: no cleanup job.
             ctx.states.set_with_ttl(&key, &session, Duration::from_secs(30 * 60)).await?;
             Ok(key)
+        })
+        .command("cart", |ctx, user_id: String| async move {
+            // Read on every request: answered from this instance's memory
+            // after the first, and dropped there when any instance writes it.
+            let session = ctx.states.get::<Session>(&format!("session:{user_id}")).await?;
+            Ok(session.map(|s| s.cart).unwrap_or_default())
         })
         .command("view", |ctx, page: String| async move {
             // Many instances may count at once: an atomic increment, never a lost update.
@@ -62,12 +69,24 @@ fn service() -> Service {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
-    let shop = service();
+    // The one line that changes per backend, e.g.
+    // `Arc::new(RedisStateStore::connect("redis://127.0.0.1:6379").await?)`.
+    let backend: Arc<dyn StateStore> = Arc::new(DefaultStateStore::new());
+    // Counters, compare-and-swap and transactions always go to the backend;
+    // plain reads are cached, kept coherent by the backend's change feed.
+    let states = CachedStore::new(backend, CacheOptions::default()).await?;
+    let shop = service(states.clone());
 
     let key: String = shop.invoke("login", "user-456").await?;
     let session = shop.states().get_versioned::<Session>(&key).await?.expect("session stored");
     let left = session.expires_at.expect("ttl").duration_since(std::time::SystemTime::now())?;
     println!("session  {key}: {:?}, expires in {}s", session.value, left.as_secs());
+    for _ in 0..100 {
+        let cart: Vec<String> = shop.invoke("cart", "user-456").await?;
+        assert!(cart.is_empty());
+    }
+    let cache = states.metrics();
+    println!("cache    100 session reads: {} from memory, {} from the store", cache.hits, cache.misses);
 
     // 200 concurrent page views on 2 cores: the counter must end at exactly 200.
     let views = futures_util::future::join_all((0..200).map(|_| shop.invoke::<_, i64>("view", "home"))).await;
@@ -89,5 +108,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(job, Some(Job::Done { items: 3 }));
 
     shop.destroy().await?;
+    states.destroy().await?;
     Ok(())
 }
