@@ -2,6 +2,8 @@
 //! its backend doing the same work, in the same run, on the same server.
 //! Each backend's bench file implements [`Raw`] and calls [`run`].
 
+mod cache;
+
 use std::{future::Future, hint::black_box, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -93,6 +95,10 @@ pub fn run<R: Raw>(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dy
             b.to_async(rt).iter(|| async { assert!(raw.lock_cycle(&key).await) })
         });
         g.finish();
+    }
+
+    if store.capabilities().watch {
+        cache::run(c, rt, backend, &store, &raw, &prefix);
     }
 
     let mut g = c.benchmark_group(format!("{backend}/concurrent_{TASKS}_tasks"));
