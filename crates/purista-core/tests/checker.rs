@@ -10,8 +10,8 @@ use std::{
 };
 
 use purista_core::{
-    Capabilities, DefaultStateStore, ETag, Entry, ErrorKind, Json, Op, PutMode, PutOptions, Result,
-    StateStore, StoreConfig, WatchStream,
+    CacheOptions, CachedStore, Capabilities, DefaultStateStore, ETag, Entry, ErrorKind, Json, Op, PutMode,
+    PutOptions, Result, StateStore, StoreConfig, WatchStream,
     backend::Backend,
     testkit::{self, Mix, Workload},
 };
@@ -42,11 +42,13 @@ async fn memory_store_is_linearizable_under_a_heavier_workload() {
 
 /// A store that forgets its ETag check now and then: every `every`th
 /// update- or remove-if-ETag that the memory store refuses goes through
-/// anyway (outside transactions). It also counts writes.
+/// anyway (outside transactions). It also counts writes. A deaf one's
+/// watch never reports anything.
 #[derive(Debug, Clone)]
 struct Forgetful {
     inner: DefaultStateStore,
     every: Option<u64>,
+    deaf: bool,
     refused: Arc<AtomicU64>,
     forgot: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
@@ -55,7 +57,7 @@ struct Forgetful {
 impl Forgetful {
     fn new(every: Option<u64>) -> Self {
         let (refused, forgot, writes) = Default::default();
-        Forgetful { inner: DefaultStateStore::new(), every, refused, forgot, writes }
+        Forgetful { inner: DefaultStateStore::new(), every, deaf: false, refused, forgot, writes }
     }
 
     /// A factory of handles on this store.
@@ -128,8 +130,49 @@ impl Backend for Forgetful {
         Backend::list_keys(&self.inner, prefix).await
     }
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
+        if self.deaf {
+            return Ok(Box::pin(futures_util::stream::pending()));
+        }
         Backend::watch(&self.inner, prefix).await
     }
+}
+
+/// Each instance its own near cache over one store.
+fn cached(store: &Forgetful, feed_delay: Duration) -> impl testkit::Factory + use<> {
+    let store = store.clone();
+    move |config: StoreConfig| {
+        let inner: Arc<dyn StateStore> = Arc::new(store.with_config(config));
+        async move {
+            let options = CacheOptions::default().max_feed_delay(feed_delay);
+            Some(CachedStore::new(inner, options).await.expect("a near cache") as Arc<dyn StateStore>)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_cache_is_checked_against_its_declared_staleness() {
+    let report = testkit::linearizable_with(
+        &cached(&Forgetful::new(None), Duration::from_secs(1)),
+        Workload::default(),
+        async {},
+    )
+    .await;
+    report.assert_passed();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_cache_that_misses_other_instances_writes_is_caught() {
+    // Its feed never reports, so each instance keeps serving what it cached
+    // while others write, for longer than the 1 µs it declares. Mostly
+    // plain reads, so that an instance's own writes seldom refresh it.
+    let deaf = Forgetful { deaf: true, ..Forgetful::new(None) };
+    let mix = Mix { get: 8, get_state: 2, upsert: 1, create: 0, update: 0, remove: 0, remove_if: 0 };
+    let workload = Workload { ops_per_client: 300, mix, ..Workload::default() };
+    let report =
+        testkit::linearizable_with(&cached(&deaf, Duration::from_micros(1)), workload, async {}).await;
+    let violation = report.violation.as_deref().expect("stale reads past the bound are caught");
+    assert!(violation.contains("not linearizable"), "{violation}");
+    eprintln!("caught, as expected:\n{violation}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

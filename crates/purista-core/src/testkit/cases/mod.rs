@@ -153,7 +153,7 @@ table! {
         election_fenced [Etag, CreateOnly, Ttl, Transactions],
     }
     concurrency {
-        linearizable [Etag, CreateOnly, FreshReads], bank [Etag, Transactions], counter [Counters],
+        linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters],
         lease [Etag, CreateOnly, Ttl, Transactions],
     }
 }

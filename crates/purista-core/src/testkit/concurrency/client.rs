@@ -64,13 +64,14 @@ impl History {
     /// Reads every key once more, retrying while the store recovers.
     pub(super) async fn read_back(&self, store: &Arc<dyn StateStore>, timeout: Duration) {
         let settled = Instant::now() + SETTLE;
+        let call = read_call(store);
         for (k, key) in self.keys.iter().enumerate() {
             loop {
                 let invoked = self.now();
                 match attempt(timeout, store.get_value(key)).await {
                     Answer::Done(value) => {
                         let value = value.as_ref().map(decode);
-                        self.record(usize::MAX, k, Call::Get, Outcome::Read(value), invoked);
+                        self.record(usize::MAX, k, call, Outcome::Read(value), invoked);
                         break;
                     }
                     Answer::Failed(e) => {
@@ -83,6 +84,12 @@ impl History {
             }
         }
     }
+}
+
+/// How `store` records a `get_value` (or one name of `get_state`): a cached
+/// read where it declares stale reads (`get_entry` never is one).
+pub(super) fn read_call(store: &Arc<dyn StateStore>) -> Call {
+    if store.capabilities().stale_reads.is_some() { Call::CachedGet } else { Call::Get }
 }
 
 /// One client of [`linearizable_with`].
@@ -143,7 +150,7 @@ impl Client {
             Choice::Get => {
                 let invoked = history.now();
                 let answer = attempt(t, store.get_value(key)).await;
-                self.settle(k, Call::Get, invoked, answer, |v| Outcome::Read(v.as_ref().map(decode)));
+                self.settle(k, read_call(&store), invoked, answer, |v| Outcome::Read(v.as_ref().map(decode)));
             }
             Choice::GetState => self.get_state().await,
             Choice::Upsert if self.as_transaction() => {
@@ -260,7 +267,7 @@ impl Client {
                 Answer::Conflict => Answer::Conflict,
                 Answer::Failed(e) => Answer::Failed(Error::new(e.kind(), e.to_string())),
             };
-            self.settle(k, Call::Get, invoked, answer, Outcome::Read);
+            self.settle(k, read_call(&self.store), invoked, answer, Outcome::Read);
         }
     }
 }

@@ -14,6 +14,10 @@
 //! check when a stale ETag then matches: that is the ABA defect ETags exist
 //! to prevent.)
 //!
+//! [`check_bounded`] checks a store that declares bounded staleness (a near
+//! cache): its cached reads may be stale by at most the bound, never older
+//! than the reader's own last write; everything else is held to [`check`].
+//!
 //! An operation whose outcome is unknown (timed out, connection lost) may
 //! have taken effect at any time after it was invoked, or never: its return
 //! goes after every other event and any outcome is accepted for it, as
@@ -47,6 +51,10 @@ const BUDGET: u64 = 20_000_000;
 pub enum Call {
     /// Read the value (`get_value`, `get_entry`, one name of `get_state`).
     Get,
+    /// A read that may be answered from a near cache (`get_value`, one name
+    /// of `get_state`, on a store declaring `stale_reads`): a plain read to
+    /// [`check`], a possibly stale one to [`check_bounded`].
+    CachedGet,
     /// Write whatever is there.
     Upsert(Value),
     /// Write only if absent.
@@ -125,14 +133,45 @@ pub struct Violation {
     pub starts: Vec<Option<Value>>,
 }
 
-/// Checks `history`, key by key.
+/// Checks `history`, key by key. A cached read counts as a plain read.
 pub fn check(history: &[Operation]) -> Verdict {
+    check_reads(history, |_, read| read.invoked)
+}
+
+/// Checks `history` of a store declaring reads stale by at most `bound`:
+/// a [`Call::CachedGet`] may answer any value its key held from `bound`
+/// before the read was invoked, but none older than the reader's own last
+/// write of the key (own writes are read at once), until it completed.
+/// Every other operation is held to [`check`]'s rules.
+pub fn check_bounded(history: &[Operation], bound: Duration) -> Verdict {
+    check_reads(history, |key_ops, read| {
+        let own_write = key_ops
+            .iter()
+            .filter(|o| o.client == read.client && !o.call.is_read() && o.completed <= read.invoked)
+            // Just after it (equal instants would overlap), as plain reads.
+            .map(|o| (o.completed + Duration::from_nanos(1)).min(read.invoked))
+            .max();
+        read.invoked.saturating_sub(bound).max(own_write.unwrap_or_default())
+    })
+}
+
+/// Checks each key's history, a cached read taken as a plain read that may
+/// take effect from `earliest(key's operations, the read)` on.
+fn check_reads(history: &[Operation], earliest: impl Fn(&[&Operation], &Operation) -> Duration) -> Verdict {
     let mut keys: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in history {
         keys.entry(&op.key).or_default().push(op);
     }
-    for (key, mut ops) in keys {
+    for (key, key_ops) in keys {
+        let mut ops: Vec<Operation> = key_ops
+            .iter()
+            .map(|&o| match o.call {
+                Call::CachedGet => Operation { call: Call::Get, invoked: earliest(&key_ops, o), ..o.clone() },
+                _ => o.clone(),
+            })
+            .collect();
         ops.sort_by_key(|o| o.invoked);
+        let ops: Vec<&Operation> = ops.iter().collect();
         let all = relax(&ops, Duration::MAX, 0);
         match search(&all, None) {
             Found::Yes => {}
@@ -141,4 +180,11 @@ pub fn check(history: &[Operation]) -> Verdict {
         }
     }
     Verdict::Linearizable
+}
+
+impl Call {
+    /// A read of either kind.
+    pub fn is_read(self) -> bool {
+        matches!(self, Call::Get | Call::CachedGet)
+    }
 }

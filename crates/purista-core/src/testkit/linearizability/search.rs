@@ -44,7 +44,7 @@ pub(super) fn relax(ops: &[&Operation], cut: Duration, from: usize) -> Vec<KeyOp
         } else {
             None
         };
-        if note.is_some() && o.call == Call::Get {
+        if note.is_some() && o.call.is_read() {
             continue;
         }
         let (outcome, returned) = match note {
@@ -141,11 +141,11 @@ pub(super) fn step(state: State, call: Call, outcome: Outcome) -> Option<State> 
     let applies = match call {
         Call::Create(_) => state.is_none(),
         Call::Update { expected, .. } | Call::RemoveIf { expected } => state == Some(expected),
-        Call::Get | Call::Upsert(_) | Call::Remove => true,
+        Call::Get | Call::CachedGet | Call::Upsert(_) | Call::Remove => true,
     };
     let after = match call {
         _ if !applies => state,
-        Call::Get => state,
+        Call::Get | Call::CachedGet => state,
         Call::Upsert(v) | Call::Create(v) | Call::Update { new: v, .. } => Some(v),
         Call::Remove | Call::RemoveIf { .. } => None,
     };
@@ -154,8 +154,8 @@ pub(super) fn step(state: State, call: Call, outcome: Outcome) -> Option<State> 
         // Taking effect if it can is the only choice that matters: not
         // taking effect is the same as taking effect after everything else.
         (_, Outcome::Indeterminate) => Some(after),
-        (Call::Get, Outcome::Read(v)) => (v == state).then_some(state),
-        (Call::Get, _) | (_, Outcome::Read(_)) => None,
+        (Call::Get | Call::CachedGet, Outcome::Read(v)) => (v == state).then_some(state),
+        (Call::Get | Call::CachedGet, _) | (_, Outcome::Read(_)) => None,
         (_, Outcome::Ok) => applies.then_some(after),
         (_, Outcome::Conflict) => (conditional && !applies).then_some(state),
     }
@@ -266,6 +266,7 @@ impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Call::Get => write!(f, "get"),
+            Call::CachedGet => write!(f, "cached get"),
             Call::Upsert(v) => write!(f, "upsert({v})"),
             Call::Create(v) => write!(f, "create({v})"),
             Call::Update { expected, new } => write!(f, "update-if({expected} -> {new})"),

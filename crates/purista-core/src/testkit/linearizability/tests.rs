@@ -203,3 +203,40 @@ fn torn_bank_read_is_rejected() {
     assert!(check_bank(100, &[read(vec![Some(-5), Some(105)])]).is_err());
     assert!(check_bank(100, &[read(vec![Some(100), None])]).is_err());
 }
+
+#[track_caller]
+fn bounded(history: &[Operation], ms: u64) -> Verdict {
+    check_bounded(history, Duration::from_millis(ms))
+}
+
+#[test]
+fn a_cached_read_may_be_stale_within_the_bound_only() {
+    // Client 1 read 1 at 6-7, 4 ms after the write of 2 completed.
+    let history =
+        [op(0, 0, 1, Upsert(1), Done), op(0, 2, 3, Upsert(2), Done), op(1, 6, 7, CachedGet, Read(Some(1)))];
+    rejected(&history);
+    assert!(matches!(bounded(&history, 5), Verdict::Linearizable));
+    assert!(matches!(bounded(&history, 2), Verdict::Violation(_)), "stale past a 2 ms bound");
+    // A fresh read (`get_entry`) is never let off.
+    let mut fresh = history.clone();
+    fresh[2].call = Get;
+    assert!(matches!(bounded(&fresh, 5), Verdict::Violation(_)));
+}
+
+#[test]
+fn a_cached_read_never_misses_its_own_write() {
+    // Within the bound, but client 0 wrote 2 itself.
+    let history =
+        [op(1, 0, 1, Upsert(1), Done), op(0, 2, 3, Upsert(2), Done), op(0, 4, 5, CachedGet, Read(Some(1)))];
+    assert!(matches!(bounded(&history, 1_000), Verdict::Violation(_)));
+    // Another client's read of 1 at the same time is fine.
+    let mut other = history.clone();
+    other[2].client = 2;
+    assert!(matches!(bounded(&other, 1_000), Verdict::Linearizable));
+}
+
+#[test]
+fn a_cached_read_of_a_value_never_written_is_rejected_whatever_the_bound() {
+    let history = [op(0, 0, 1, Upsert(1), Done), op(1, 2, 3, CachedGet, Read(Some(7)))];
+    assert!(matches!(bounded(&history, 1_000), Verdict::Violation(_)));
+}
