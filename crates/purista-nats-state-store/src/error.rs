@@ -42,9 +42,10 @@ pub(crate) fn kind_of(err: &(dyn StdError + 'static)) -> ErrorKind {
             ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => {
                 ErrorKind::Unavailable
             }
-            code if is_revision_code(code) => ErrorKind::Conflict,
-            // A new stream leader not yet able to check a revision: nothing written.
-            ErrorCode::STREAM_EXPECTED_LAST_SEQ_PER_SUBJECT_NOT_READY => ErrorKind::Unavailable,
+            ErrorCode::STREAM_WRONG_LAST_SEQUENCE => ErrorKind::Conflict,
+            // Not checked, nothing written: another write to the subject
+            // was in flight (10164), or a new leader was not ready (10163).
+            code if is_unchecked_code(code) => ErrorKind::Unavailable,
             ErrorCode::ATOMIC_PUBLISH_DISABLED | ErrorCode::MESSAGE_TTL_DISABLED => ErrorKind::Unsupported,
             _ if js.code() == 503 => ErrorKind::Unavailable,
             _ if js.code() == 408 => ErrorKind::Timeout,
@@ -88,14 +89,22 @@ where
 
 /// The server refused a write because the key's revision moved on.
 pub(crate) fn is_wrong_revision(err: &(dyn StdError + 'static)) -> bool {
-    jetstream_error(err).is_some_and(|js| is_revision_code(js.error_code()))
+    jetstream_error(err).is_some_and(|js| js.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE)
 }
 
-/// The codes of a refused revision condition: 10164 (no number) is what a
-/// clustered stream's leader answers while another write to the subject is
-/// still in flight, which async-nats does not map to `WrongLastSequence`.
-fn is_revision_code(code: ErrorCode) -> bool {
-    code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE || code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+/// The server refused a conditional write without checking its revision:
+/// 10164 ("wrong last sequence", no number) is what a clustered stream's
+/// leader answers while another write to the subject is still in flight,
+/// 10163 a new leader not ready. Nothing was written, and the condition may
+/// still hold: not a conflict (the revision may be current), but worth
+/// sending again.
+pub(crate) fn is_unchecked(err: &(dyn StdError + 'static)) -> bool {
+    jetstream_error(err).is_some_and(|js| is_unchecked_code(js.error_code()))
+}
+
+fn is_unchecked_code(code: ErrorCode) -> bool {
+    code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+        || code == ErrorCode::STREAM_EXPECTED_LAST_SEQ_PER_SUBJECT_NOT_READY
 }
 
 /// A create-only write that kept finding the key absent and kept losing to
@@ -113,7 +122,12 @@ pub(crate) fn publish_error(key: &str, what: &str, err: jetstream::context::Publ
     use jetstream::context::PublishErrorKind as K;
     match err.kind() {
         K::WrongLastSequence => Error::etag_mismatch(key).with_source(err),
-        K::Other if is_wrong_revision(&err) => Error::etag_mismatch(key).with_source(err),
+        K::Other if is_unchecked(&err) => {
+            let msg = format!(
+                "NATS {what} refused unchecked (another write to the key in flight); nothing written"
+            );
+            Error::new(ErrorKind::Unavailable, msg).with_key(key).with_source(err)
+        }
         K::MaxPayloadExceeded => Error::new(ErrorKind::InvalidValue, "value is larger than the server takes")
             .with_key(key)
             .with_source(err),
@@ -138,14 +152,16 @@ mod tests {
     }
 
     #[test]
-    fn both_wrong_last_sequence_codes_are_conflicts() {
-        for code in [10071, 10164] {
-            let e = api_error(400, code, "wrong last sequence");
-            assert_eq!(kind_of(&e), ErrorKind::Conflict, "{code}");
-            assert!(is_wrong_revision(&e), "{code}");
+    fn only_a_checked_revision_is_a_conflict() {
+        let wrong = api_error(400, 10071, "wrong last sequence: 7");
+        assert_eq!(kind_of(&wrong), ErrorKind::Conflict);
+        assert!(is_wrong_revision(&wrong) && !is_unchecked(&wrong));
+        // A concurrent write in flight, or a leader not ready: the revision
+        // was not checked, and may be current.
+        for (code, err_code) in [(400, 10164), (503, 10163)] {
+            let e = api_error(code, err_code, "wrong last sequence");
+            assert_eq!(kind_of(&e), ErrorKind::Unavailable, "{err_code}");
+            assert!(is_unchecked(&e) && !is_wrong_revision(&e), "{err_code}");
         }
-        let not_ready = api_error(503, 10163, "expected last sequence per subject temporarily unavailable");
-        assert_eq!(kind_of(&not_ready), ErrorKind::Unavailable);
-        assert!(!is_wrong_revision(&not_ready));
     }
 }

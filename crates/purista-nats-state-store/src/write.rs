@@ -10,10 +10,13 @@ use purista_core::{ETag, Error, ErrorKind, Json, PutMode, PutOptions, Result};
 use crate::{
     NatsStateStore, RemoveMode,
     entry::{Current, KV_OPERATION, etag, parse_etag},
-    error::{contended, publish_error},
+    error::{contended, is_unchecked, publish_error},
     key::nats_key,
 };
 
+/// How often a conditional write refused unchecked (another write to the
+/// key in flight on a clustered stream) is sent again.
+const UNCHECKED_ATTEMPTS: usize = 8;
 /// How often a remove re-reads a key that writers keep changing, before it
 /// removes without a condition.
 const REMOVE_ATTEMPTS: usize = 3;
@@ -136,15 +139,25 @@ impl NatsStateStore {
         payload: Bytes,
         what: &str,
     ) -> Result<u64> {
-        let ack = self
-            .inner
-            .js
-            .publish_with_headers(self.subject(nats_key), headers, payload)
-            .await
-            .map_err(|e| publish_error(key, what, e))?
-            .await
-            .map_err(|e| publish_error(key, what, e))?;
-        Ok(ack.sequence)
+        let subject = self.subject(nats_key);
+        let mut attempt = 0;
+        loop {
+            let sent = self.inner.js.publish_with_headers(subject.clone(), headers.clone(), payload.clone());
+            let answer = match sent.await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(ack) => return Ok(ack.sequence),
+                // Refused before its condition was checked, nothing written:
+                // once the write in flight lands, the server can check it.
+                Err(e) if is_unchecked(&e) && attempt < UNCHECKED_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
+                }
+                Err(e) => return Err(publish_error(key, what, e)),
+            }
+        }
     }
 
     /// A create-only write.
