@@ -12,7 +12,7 @@ use crate::{
     entry::{Current, KV_OPERATION, parse_etag},
     error::{self, contended, publish_error},
     key::{self, nats_key},
-    write::{CREATE_ATTEMPTS, expect_revision},
+    write::{CREATE_ATTEMPTS, expect_revision, pause_to_resend},
 };
 
 /// The most messages one atomic batch may hold (nats-server's default limit).
@@ -24,13 +24,26 @@ pub const MAX_TRANSACTION_OPS: usize = 1000;
 pub(crate) async fn run(store: &NatsStateStore, ops: Vec<Op>) -> Result<()> {
     // A batch refused only because a create-only step lost to another
     // delete marker (its key still absent) is built again.
+    // A batch refused unchecked (another write to one of its keys in
+    // flight on a clustered stream) was dropped whole: it is sent again.
     let mut lost = None;
-    for _ in 0..CREATE_ATTEMPTS {
+    let mut resends = 0;
+    let mut attempts = 0;
+    while attempts < CREATE_ATTEMPTS {
         let batch = store.batch(&ops).await?;
         match store.commit(&ops, batch).await {
             Ok(()) => return Ok(()),
             Err(Refused::Error(e)) => return Err(e),
-            Err(Refused::CreateLost(key)) => lost = Some(key),
+            Err(Refused::Unchecked(e)) => {
+                if !pause_to_resend(&mut resends).await {
+                    let first_key = ops.first().map(Op::key).unwrap_or_default();
+                    return Err(publish_error(first_key, "transaction", e));
+                }
+            }
+            Err(Refused::CreateLost(key)) => {
+                lost = Some(key);
+                attempts += 1;
+            }
         }
     }
     Err(contended(lost.unwrap_or_default()))
@@ -57,6 +70,9 @@ pub(crate) enum Refused<'a> {
     /// Only a create-only step's marker was replaced by another, and its
     /// key is still absent: nothing was written, the batch may go again.
     CreateLost(&'a str),
+    /// Refused before its conditions were checked: nothing was written, the
+    /// batch may go again.
+    Unchecked(PublishError),
 }
 
 /// What a step expects of its key, for the server to check: a revision,
@@ -161,6 +177,7 @@ impl NatsStateStore {
                 async { self.inner.js.publish_with_headers(subject, headers, payload).await?.await }.await;
             return match result {
                 Ok(_) => Ok(()),
+                Err(e) if error::is_unchecked(&e) => Err(Refused::Unchecked(e)),
                 Err(e) if error::is_wrong_revision(&e) => {
                     Err(self.refused(&batch.checks, first_key, e).await)
                 }

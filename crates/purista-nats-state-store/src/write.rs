@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use async_nats::{HeaderMap, HeaderValue};
+use async_nats::{HeaderMap, HeaderValue, Subject, jetstream::context::PublishError};
 use bytes::Bytes;
 use purista_core::{ETag, Error, ErrorKind, Json, PutMode, PutOptions, Result};
 
@@ -16,7 +16,7 @@ use crate::{
 
 /// How often a conditional write refused unchecked (another write to the
 /// key in flight on a clustered stream) is sent again.
-const UNCHECKED_ATTEMPTS: usize = 8;
+const UNCHECKED_RESENDS: u64 = 8;
 /// How often a remove re-reads a key that writers keep changing, before it
 /// removes without a condition.
 const REMOVE_ATTEMPTS: usize = 3;
@@ -76,6 +76,38 @@ pub(crate) async fn remove(store: &NatsStateStore, key: &str, etag: Option<&ETag
     }
     // Still racing with writers: remove whatever is there now.
     store.publish(key, &nats_key, headers, Bytes::new(), "remove").await.map(drop)
+}
+
+/// Sends a write built from `headers` (`send`) and sends it again while the
+/// server refuses it unchecked: its condition was not checked and nothing was
+/// written, so once the write in flight lands the server can check it. Only
+/// a conditional write can be refused so, and only then are headers cloned.
+pub(crate) async fn resend_unchecked<T, F, Fut>(headers: HeaderMap, mut send: F) -> Result<T, PublishError>
+where
+    F: FnMut(HeaderMap) -> Fut,
+    Fut: Future<Output = Result<T, PublishError>>,
+{
+    if headers.get(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE).is_none() {
+        return send(headers).await;
+    }
+    let mut resends = 0;
+    loop {
+        match send(headers.clone()).await {
+            Err(e) if is_unchecked(&e) && pause_to_resend(&mut resends).await => {}
+            sent => return sent,
+        }
+    }
+}
+
+/// Waits before sending again a write refused unchecked, longer each time
+/// (2, 4, .. 16 ms); false once it was sent again `UNCHECKED_RESENDS` times.
+pub(crate) async fn pause_to_resend(resends: &mut u64) -> bool {
+    if *resends >= UNCHECKED_RESENDS {
+        return false;
+    }
+    *resends += 1;
+    tokio::time::sleep(Duration::from_millis(2 * *resends)).await;
+    true
 }
 
 /// The condition that the key's last message is at `revision` (`0`: it has
@@ -139,25 +171,14 @@ impl NatsStateStore {
         payload: Bytes,
         what: &str,
     ) -> Result<u64> {
-        let subject = self.subject(nats_key);
-        let mut attempt = 0;
-        loop {
-            let sent = self.inner.js.publish_with_headers(subject.clone(), headers.clone(), payload.clone());
-            let answer = match sent.await {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            match answer {
-                Ok(ack) => return Ok(ack.sequence),
-                // Refused before its condition was checked, nothing written:
-                // once the write in flight lands, the server can check it.
-                Err(e) if is_unchecked(&e) && attempt < UNCHECKED_ATTEMPTS => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
-                }
-                Err(e) => return Err(publish_error(key, what, e)),
-            }
-        }
+        let subject = Subject::from(self.subject(nats_key));
+        let js = &self.inner.js;
+        let sent = resend_unchecked(headers, |headers| {
+            // Cheap clones: a subject and a payload share their bytes.
+            let (subject, payload) = (subject.clone(), payload.clone());
+            async move { js.publish_with_headers(subject, headers, payload).await?.await }
+        });
+        sent.await.map(|ack| ack.sequence).map_err(|e| publish_error(key, what, e))
     }
 
     /// A create-only write.
