@@ -4,10 +4,7 @@
 
 mod support_redis;
 
-use std::{
-    process::ExitCode,
-    time::{Duration, Instant},
-};
+use std::process::ExitCode;
 
 use integration_tests::fixtures::redis_topology::{Cluster, cli};
 use purista_core::{
@@ -68,21 +65,9 @@ async fn every_master_invalidates(url: &str, keys: &[(u16, String)]) {
         }
         assert!(cached.metrics().hits > hits, "the second read of {key} is a hit");
         writer.set(key, &1).await.unwrap();
-        reads_within(&*cached, key, Some(1), bound).await;
+        testkit::read_within(&*cached, key, Some(1), bound).await;
         writer.remove_state(key).await.unwrap();
-        reads_within(&*cached, key, None, bound).await;
+        testkit::read_within::<i32>(&*cached, key, None, bound).await;
         eprintln!("the master on {port}: both changes of {key} reached the cache");
-    }
-}
-
-async fn reads_within(store: &dyn StateStore, key: &str, want: Option<i32>, bound: Duration) {
-    let start = Instant::now();
-    loop {
-        let seen = store.get::<i32>(key).await.unwrap();
-        if seen == want {
-            return;
-        }
-        assert!(start.elapsed() <= bound, "{key}: still {seen:?} {:?} after the write", start.elapsed());
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }

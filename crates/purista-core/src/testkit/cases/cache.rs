@@ -71,6 +71,25 @@ pub async fn cache_own_writes_at_once(factory: &impl Factory) {
     assert_eq!(s.get::<i32>(&full).await.unwrap(), None);
 }
 
+/// Reads `key` through `store` until it reads `want`, failing once `bound`
+/// has passed; how long that took. After another instance's write, this is
+/// how long its news took to reach `store`'s cache.
+pub async fn read_within<T>(store: &dyn StateStore, key: &str, want: Option<T>, bound: Duration) -> Duration
+where
+    T: serde::de::DeserializeOwned + Send + PartialEq + std::fmt::Debug,
+{
+    let start = Instant::now();
+    loop {
+        let seen = store.get::<T>(key).await.unwrap();
+        if seen == want {
+            return start.elapsed();
+        }
+        let waited = start.elapsed();
+        assert!(waited <= bound, "{key}: still read {seen:?} {waited:?} after the write, bound {bound:?}");
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
 /// Another instance's write (and remove) is read within the declared bound,
 /// even by an instance that cached the old answer. Prints the delays seen.
 pub async fn cache_foreign_writes_within_bound(factory: &impl Factory) {
@@ -88,20 +107,8 @@ pub async fn cache_foreign_writes_within_bound(factory: &impl Factory) {
             Some(v) => writer.set(&key, &v).await.unwrap(),
             None => writer.remove_state(&key).await.unwrap(),
         }
-        let start = Instant::now();
-        loop {
-            let seen = reader.get::<i64>(&key).await.unwrap();
-            if seen == want {
-                break;
-            }
-            let waited = start.elapsed();
-            assert!(
-                waited <= bound,
-                "round {round}: still read {seen:?} {waited:?} after the write, bound {bound:?}"
-            );
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        delays.push(start.elapsed());
+        let waited = read_within(&*reader, &key, want, bound).await;
+        delays.push(waited);
     }
     delays.sort();
     let at = |q: f64| delays[((delays.len() - 1) as f64 * q) as usize];
