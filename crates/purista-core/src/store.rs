@@ -88,6 +88,10 @@ pub struct Capabilities {
     pub create_only: bool,
     /// Per-key TTL, with the granularity TTLs are rounded up to.
     pub ttl: Option<Duration>,
+    /// The step an entry's reported `expires_at` is truncated to (Dapr's
+    /// `ttlExpireTime` is RFC 3339 in whole seconds: the real expiry lies
+    /// anywhere in the second after it). `None`: reported as set.
+    pub expiry_precision: Option<Duration>,
     /// Atomic `transaction`.
     pub transactions: bool,
     /// `list_keys`.

@@ -182,6 +182,8 @@ impl Backend for DaprStateStore {
             etag: true,
             create_only: true,
             ttl: self.settings.ttl.then_some(Duration::from_secs(1)),
+            // `ttlExpireTime` carries whole seconds.
+            expiry_precision: self.settings.ttl.then_some(Duration::from_secs(1)),
             transactions: true,
             list: false,
             watch: false,

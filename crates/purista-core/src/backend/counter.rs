@@ -3,7 +3,7 @@
 //! conflict (at most `UPDATE_ATTEMPTS` times, as `update`). Linearizable
 //! wherever the backend's ETag writes are.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::Backend;
 use crate::{Error, ErrorKind, Json, PutMode, PutOptions, Result, UPDATE_ATTEMPTS};
@@ -28,12 +28,12 @@ pub fn add(key: &str, current: i64, delta: i64) -> Result<i64> {
 /// lost up to a step per increment (a hammered counter expired within a
 /// second, resetting a rate-limit window); rounding up gained as much.
 fn remaining<B: Backend>(b: &B, at: SystemTime) -> Duration {
-    let step = Backend::capabilities(b).ttl.unwrap_or(Duration::from_millis(1));
-    // An expiry reported in whole seconds (Dapr's `ttlExpireTime`) is
-    // anywhere in the second after it: take the middle, or every increment
-    // would lose half a second on average.
-    let whole = at.duration_since(UNIX_EPOCH).is_ok_and(|t| t.subsec_nanos() == 0);
-    let at = if whole && step >= Duration::from_secs(1) { at + Duration::from_millis(500) } else { at };
+    let caps = Backend::capabilities(b);
+    let step = caps.ttl.unwrap_or(Duration::from_millis(1));
+    // An expiry reported truncated (Dapr's whole seconds) is anywhere in the
+    // step after it: take the middle, or every increment would lose half a
+    // step on average.
+    let at = at + caps.expiry_precision.unwrap_or_default() / 2;
     let step = step.as_nanos().max(1);
     let left = at.duration_since(SystemTime::now()).unwrap_or_default().as_nanos();
     let nearest = ((left + step / 2) / step).max(1) * step;

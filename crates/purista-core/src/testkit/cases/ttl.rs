@@ -1,6 +1,6 @@
 //! Per-key TTL.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -48,6 +48,15 @@ pub async fn ttl_metadata(factory: &impl Factory) {
     let want = SystemTime::now() + ttl;
     let off = at.duration_since(want).unwrap_or_else(|e| e.duration());
     assert!(off < Duration::from_secs(3), "expiry {at:?} is about now + ttl ({want:?})");
+    // A declared truncation is what the store reports.
+    if let Some(step) = s.capabilities().expiry_precision {
+        let since = at.duration_since(UNIX_EPOCH).expect("an expiry after 1970");
+        assert_eq!(
+            since.as_nanos() % step.as_nanos(),
+            0,
+            "expiry {at:?} is truncated to {step:?} as declared"
+        );
+    }
 }
 
 /// Setting again without a TTL removes the TTL.
