@@ -23,6 +23,11 @@ impl Json {
         })
     }
 
+    /// A JSON integer (a counter's value), formatted without serde.
+    pub fn integer(n: i64) -> Json {
+        Json(Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes()))
+    }
+
     /// Checks that `bytes` hold exactly one JSON document.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Result<Json> {
         let bytes = bytes.into();

@@ -105,22 +105,29 @@ impl Data {
 
     /// Adds `delta` to the counter under `key`: a missing key starts at 0
     /// with `ttl`, an existing one keeps its deadline. The sum, its version
-    /// and the deadline set, if any.
+    /// and the deadline it set, if any (a kept one is known to the reaper).
     pub(super) fn increment(
         &mut self,
         key: &str,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<(i64, u64, Option<Instant>)> {
-        let (sum, ttl) = match self.live(key) {
-            None => (delta, ttl),
-            Some(slot) => {
-                let left = slot.expires.map(|t| t.saturating_duration_since(Instant::now()));
-                (add(key, counter_value(key, &slot.value)?, delta)?, left)
-            }
+        let Some(slot) = self.map.get_mut(key).filter(|s| s.live()) else {
+            let (version, deadline) = self.put(key, Json::integer(delta), ttl);
+            return Ok((delta, version, deadline));
         };
-        let (version, deadline) = self.put(key, Json::encode(&sum)?, ttl);
-        Ok((sum, version, deadline))
+        // A live counter changes in place: one lookup, its deadline kept.
+        let sum = add(key, counter_value(key, &slot.value)?, delta)?;
+        let version = self.next;
+        self.next += self.step;
+        if let Some(t) = slot.expires
+            && let Some(k) = self.expiries.remove(&(t, slot.version))
+        {
+            self.expiries.insert((t, version), k);
+        }
+        slot.value = Json::integer(sum);
+        slot.version = version;
+        Ok((sum, version, None))
     }
 
     /// Removes the entries whose deadline is past `now`; their keys, and the
@@ -138,5 +145,30 @@ impl Data {
             }
         }
         (gone, self.expiries.first_key_value().map(|((t, _), _)| *t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_incremented_in_place_keeps_its_deadline_for_the_purge() {
+        let mut data = Data::new(1, 1);
+        let ttl = Duration::from_secs(60);
+        let (_, _, deadline) = data.increment("c", 1, Some(ttl)).unwrap();
+        let deadline = deadline.expect("a new counter's deadline");
+        for want in 2..=4 {
+            assert_eq!(data.increment("c", 1, None).unwrap(), (want, want as u64, None));
+        }
+        assert_eq!(data.live("c").unwrap().expires, Some(deadline), "deadline kept");
+        assert_eq!(data.expiries.len(), 1, "one deadline entry, under the latest version");
+        assert!(data.purge(deadline - Duration::from_millis(1)).0.is_empty(), "not yet");
+        let (gone, next) = data.purge(deadline);
+        assert_eq!(gone, vec![Box::from("c")], "purged at its deadline");
+        assert_eq!((next, data.map.len()), (None, 0));
+        let wrong = data.increment("c", i64::MAX, None).and_then(|_| data.increment("c", 1, None));
+        assert_eq!(wrong.unwrap_err().kind(), crate::ErrorKind::InvalidValue, "overflow");
+        assert_eq!(data.live("c").unwrap().value.decode::<i64>().unwrap(), i64::MAX, "nothing lost");
     }
 }

@@ -230,7 +230,9 @@ impl Backend for DefaultStateStore {
         let (sum, deadline) = {
             let mut shard = self.shared.shards.write(key);
             let (sum, version, deadline) = shard.increment(key, delta, ttl)?;
-            if let Some(slot) = shard.live(key).filter(|_| self.shared.watched()) {
+            if self.shared.watched()
+                && let Some(slot) = shard.live(key)
+            {
                 // The value just stored, not encoded a second time.
                 self.shared
                     .emit(key, WatchKind::Set { value: slot.value.clone(), etag: Some(etag(version)) });
