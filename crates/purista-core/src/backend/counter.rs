@@ -57,7 +57,7 @@ pub(super) async fn by_compare_and_swap<B: Backend>(
                 (next, PutOptions { mode: PutMode::Update(entry.etag), ttl: left })
             }
         };
-        match Backend::put(b, key, Json::encode(&next)?, &options).await {
+        match Backend::put(b, key, Json::integer(next), &options).await {
             Ok(_) => return Ok(next),
             Err(e) if e.kind() == ErrorKind::Conflict && attempt < UPDATE_ATTEMPTS => {
                 tokio::task::yield_now().await
