@@ -1,18 +1,100 @@
 //! The near cache's rules through Sentinel (master, replica, one sentinel
 //! on loopback ports): the `cache` cases, each instance its own cache over
-//! its own connection.
+//! its own connection; and a master frozen (SIGSTOP) until Sentinel fails
+//! over, while an instance reads through its cache.
 
 mod support_redis;
 
-use std::process::ExitCode;
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use integration_tests::fixtures::redis_topology::Sentinel;
-use purista_core::testkit;
+use purista_core::{
+    CacheOptions, CachedStore, StateStore, StateStoreExt, StoreConfig,
+    testkit::{self, Trial, unique},
+};
+
+/// How long the failover and the reconnections may take.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     let sentinel = tokio::runtime::Runtime::new().expect("runtime").block_on(Sentinel::start());
     let factory = testkit::cached(support_redis::factory(sentinel.as_ref().map(Sentinel::url), None));
-    let code = testkit::main_with(factory, &["cache"], Vec::new());
+    let frozen = Trial::test("a frozen master's cached values are not served after the failover", || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        // Its own setup: the cases above keep theirs running meanwhile.
+        let Some(sentinel) = runtime.block_on(Sentinel::start()) else {
+            return Err("no Redis Sentinel (see the message above)".into());
+        };
+        runtime.block_on(frozen_master(sentinel));
+        Ok(())
+    });
+    let code = testkit::main_with(factory, &["cache"], vec![frozen]);
     drop(sentinel);
     code
+}
+
+/// A frozen master closes no connection: the cache's feed hears nothing.
+/// Once another instance's write is acknowledged by the new master, a read
+/// begun `bound` later must not answer the value cached before the freeze.
+async fn frozen_master(mut sentinel: Sentinel) {
+    let url = sentinel.url();
+    let connect = || support_redis::factory(Some(url.clone()), None)(StoreConfig::default());
+    let cached = CachedStore::new(connect().await.expect("a store"), CacheOptions::default())
+        .await
+        .expect("a near cache");
+    // With the old master frozen, no replica is left to confirm a write:
+    // this writer does not wait for one.
+    let writer = support_redis::builder(&url).wait_for_replicas(0, Duration::ZERO).connect().await;
+    let writer = writer.expect("a second instance");
+    let bound = cached.capabilities().stale_reads.expect("a near cache declares its bound");
+    let key = unique("frozen");
+    writer.set(&key, &0).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(cached.get::<i32>(&key).await.unwrap(), Some(0));
+    }
+    let (master, replica) = (sentinel.master, sentinel.replica);
+    sentinel.process(master).pause().expect("SIGSTOP the master");
+    let frozen = Instant::now();
+    while sentinel.current_master() != replica {
+        assert!(frozen.elapsed() < PATIENCE, "Sentinel did not fail over in {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed_over = frozen.elapsed();
+    // The writer's client finds the new master once its commands time out.
+    while let Err(e) = writer.set(&key, &1).await {
+        assert!(frozen.elapsed() < PATIENCE, "the writer never reached the new master: {e:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acknowledged = Instant::now();
+    let mut stale = 0;
+    let read = loop {
+        let started = Instant::now();
+        let got = cached.get::<i32>(&key).await;
+        if started > acknowledged + bound && matches!(got, Ok(Some(0))) {
+            stale += 1;
+        }
+        if matches!(got, Ok(Some(1))) {
+            break acknowledged.elapsed();
+        }
+        assert!(
+            acknowledged.elapsed() < PATIENCE,
+            "the write after the failover never reached the cache: {got:?}, {stale} stale reads past the bound, \
+             metrics {:?}",
+            cached.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    sentinel.process(master).resume().expect("SIGCONT the old master");
+    eprintln!(
+        "[redis_sentinel_cached] failover {failed_over:?} after the freeze; the write read {read:?} after its \
+         acknowledgement; metrics {:?}",
+        cached.metrics()
+    );
+    assert_eq!(
+        stale, 0,
+        "reads begun {bound:?} after the acknowledgement answered the frozen master's value"
+    );
 }

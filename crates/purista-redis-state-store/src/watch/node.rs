@@ -28,6 +28,14 @@ use crate::{RedisStateStore, entries, etag, scripts::VALUE_CHANNEL};
 /// belongs to none (its write failed after publishing): dropped.
 const UNCLAIMED: Duration = Duration::from_secs(10);
 
+/// How often the subscriber connection is asked to answer, and how long it
+/// has to: a frozen server (paused, cut off without a reset) closes no
+/// connection, and its notifications would stop without a word. Reported
+/// within 1.5 s, sooner than Sentinel or a Cluster fails over (seconds), so
+/// no write acknowledged by the next primary is missed unreported.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(1);
+
 /// What a node task listens to.
 pub(super) struct Channels {
     pub(super) keyspace: broadcast::Receiver<KeyspaceEvent>,
@@ -53,6 +61,11 @@ async fn retired(retire: &mut Option<oneshot::Receiver<()>>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// Whether the server answers a PING on the subscriber connection in time.
+async fn heartbeat(sub: SubscriberClient) -> bool {
+    matches!(tokio::time::timeout(HEARTBEAT_PATIENCE, sub.ping::<fred::types::Value>(None)).await, Ok(Ok(_)))
 }
 
 /// A change a write of this crate published, waiting for its notification.
@@ -107,12 +120,26 @@ impl Node {
         // Waiting for the consumer to leave borrows the sender: not `self`'s,
         // which the handlers change.
         let tx = self.tx.clone();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ping = std::pin::pin!(None);
         loop {
             tokio::select! {
                 biased;
                 _ = tx.closed() => break,
                 _ = stopped(&mut ch.stop) => break,
                 _ = retired(&mut retire) => break,
+                _ = beat.tick(), if ping.is_none() => ping.set(Some(heartbeat(sub.clone()))),
+                answered = async { ping.as_mut().as_pin_mut().expect("a ping in flight").await }, if ping.is_some() => {
+                    ping.set(None);
+                    // fred closes the connection once the command timeout
+                    // passes too, and reconnects (reported as usual).
+                    if answered {
+                        self.answered_again();
+                    } else {
+                        self.interrupt(None, None);
+                    }
+                }
                 // Before reconnections: fred sends a loss before the
                 // reconnection that ends it.
                 e = ch.errors.recv() => match e {
@@ -206,6 +233,20 @@ impl Node {
             None => interrupted,
         };
         self.outbox.push(Err(interrupted));
+    }
+
+    /// A server that did not answer in time answers again on the same
+    /// connection (fred closed none): the interruption reported ends here.
+    fn answered_again(&mut self) {
+        if !std::mem::replace(&mut self.interrupted, false) {
+            return;
+        }
+        self.published.clear();
+        let msg = format!(
+            "watch: redis at {} answers again; changes made while it did not may not have been seen",
+            self.store.target().address
+        );
+        self.outbox.push(Err(Error::new(ErrorKind::Unavailable, msg)));
     }
 
     /// Pub/sub keeps nothing for a connection that is gone: say that changes
