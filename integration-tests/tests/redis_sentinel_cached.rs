@@ -10,10 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::fixtures::redis_topology::Sentinel;
+use integration_tests::fixtures::{own_topology_trial, redis_topology::Sentinel};
 use purista_core::{
     CacheOptions, CachedStore, StateStore, StateStoreExt, StoreConfig,
-    testkit::{self, Trial, unique},
+    testkit::{self, unique},
 };
 
 /// How long the failover and the reconnections may take.
@@ -22,15 +22,11 @@ const PATIENCE: Duration = Duration::from_secs(60);
 fn main() -> ExitCode {
     let sentinel = tokio::runtime::Runtime::new().expect("runtime").block_on(Sentinel::start());
     let factory = testkit::cached(support_redis::factory(sentinel.as_ref().map(Sentinel::url), None));
-    let frozen = Trial::test("a frozen master's cached values are not served after the failover", || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        // Its own setup: the cases above keep theirs running meanwhile.
-        let Some(sentinel) = runtime.block_on(Sentinel::start()) else {
-            return Err("no Redis Sentinel (see the message above)".into());
-        };
-        runtime.block_on(frozen_master(sentinel));
-        Ok(())
-    });
+    let frozen = own_topology_trial(
+        "a frozen master's cached values are not served after the failover",
+        Sentinel::start,
+        frozen_master,
+    );
     let code = testkit::main_with(factory, &["cache"], vec![frozen]);
     drop(sentinel);
     code
@@ -69,24 +65,14 @@ async fn frozen_master(mut sentinel: Sentinel) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let acknowledged = Instant::now();
-    let mut stale = 0;
-    let read = loop {
-        let started = Instant::now();
-        let got = cached.get::<i32>(&key).await;
-        if started > acknowledged + bound && matches!(got, Ok(Some(0))) {
-            stale += 1;
-        }
-        if matches!(got, Ok(Some(1))) {
-            break acknowledged.elapsed();
-        }
-        assert!(
-            acknowledged.elapsed() < PATIENCE,
-            "the write after the failover never reached the cache: {got:?}, {stale} stale reads past the bound, \
-             metrics {:?}",
+    let (read, stale) =
+        testkit::reads_after_a_write(&*cached, &key, (&0, &1), acknowledged, bound, PATIENCE).await;
+    let read = read.unwrap_or_else(|| {
+        panic!(
+            "the write after the failover never reached the cache ({stale} stale reads); {:?}",
             cached.metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+        )
+    });
     sentinel.process(master).resume().expect("SIGCONT the old master");
     eprintln!(
         "[redis_sentinel_cached] failover {failed_over:?} after the freeze; the write read {read:?} after its \

@@ -70,8 +70,8 @@ async fn a_killed_server_is_reported_at_once_and_the_watch_resumes() {
     store.destroy().await.unwrap();
 }
 
-/// A frozen server closes no connection, yet it is reported within 1.5 s
-/// (the subscriber's connection is pinged): Sentinel or a Cluster may fail
+/// A frozen server closes no connection, yet it is reported within the
+/// declared `watch_stall` (the subscriber's connection is pinged): Sentinel or a Cluster may fail
 /// over to a server whose writes this connection never hears of (before,
 /// nothing was said, and a near cache served a frozen master's values for
 /// as long as it stayed frozen). Once it goes on, that is said too, and a
@@ -93,7 +93,8 @@ async fn a_frozen_server_is_reported_and_loses_no_event() {
         let done = writer.set("frozen:k", &1).await;
         (writer, done)
     });
-    let during = within(&mut events, Duration::from_secs(5)).await;
+    let bound = watcher.capabilities().watch_stall.expect("a declared bound");
+    let during = within(&mut events, bound).await;
     let reported = frozen.elapsed();
     match during {
         Some(Err(e)) if e.kind() == ErrorKind::Unavailable && e.to_string().contains("interrupted") => {}

@@ -98,6 +98,11 @@ pub struct Capabilities {
     pub list: bool,
     /// `watch`.
     pub watch: bool,
+    /// How long a watch may take to report that its server went silent
+    /// (frozen, cut off without a reset), during which another server may
+    /// take writes it never hears of: a near cache over the store declares
+    /// at least this as its bound. `None`: no server to go silent.
+    pub watch_stall: Option<Duration>,
     /// `increment` (natively, or by compare-and-swap in core).
     pub counters: bool,
     /// The largest value the backend takes, in bytes of JSON.

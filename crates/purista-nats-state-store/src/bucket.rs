@@ -130,6 +130,7 @@ impl Opened {
             transactions: self.missing.transactions.is_none(),
             list: true,
             watch: true,
+            watch_stall: Some(crate::list::STALL_REPORTED),
             // By compare-and-swap on revisions (core's default).
             counters: true,
             max_value_bytes: (limit > 0).then(|| limit.saturating_sub(HEADER_RESERVE)),

@@ -18,8 +18,9 @@
 //! says at once when the connection is lost.
 
 use std::{
+    pin::Pin,
     sync::atomic::Ordering::Relaxed,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_nats::{
@@ -68,6 +69,20 @@ pub(crate) async fn list_keys(store: &NatsStateStore, prefix: &str) -> Result<Ve
 /// whoever built the client.
 const CONNECTION_CHECK: Duration = Duration::from_millis(100);
 
+/// How often a watch asks the server for the bucket's stream, and how long
+/// it waits for the answer. A frozen node (or one cut off without a reset)
+/// closes no connection and sends nothing, while the stream's leader on
+/// another node goes on taking writes; async-nats's ordered consumer
+/// notices only after two missed idle heartbeats, 10 s.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
+/// `Capabilities::watch_stall`: a probe's wait and its patience, a check's
+/// period, and room for a busy machine to schedule the report.
+pub(crate) const STALL_REPORTED: Duration = Duration::from_secs(2);
+
+/// A probe in flight: whether the server answered in time.
+type Probe = Pin<Box<dyn Future<Output = bool> + Send>>;
+
 /// `Backend::watch`: every change under `prefix` from now on, in stream
 /// order, and an error as soon as the connection is lost.
 pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchStream> {
@@ -87,6 +102,8 @@ pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchS
         last,
         resume: false,
         stalled: false,
+        probe: None,
+        probed: Instant::now(),
     };
     Ok(Box::pin(futures_util::stream::unfold(watcher, |mut w| async move {
         let next = w.next().await?;
@@ -112,6 +129,17 @@ struct Watcher {
     resume: bool,
     /// A stall was reported and the consumer not replaced since.
     stalled: bool,
+    probe: Option<Probe>,
+    /// When the last probe was sent.
+    probed: Instant,
+}
+
+/// The answer of the probe in flight; never, while there is none.
+async fn answer(probe: &mut Option<Probe>) -> bool {
+    match probe {
+        Some(probe) => probe.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Watcher {
@@ -126,7 +154,21 @@ impl Watcher {
                         return Some(out);
                     }
                 }
+                answered = answer(&mut self.probe) => {
+                    self.probe = None;
+                    // A lost connection is the connection check's to report
+                    // (once per outage). Otherwise the consumer is replaced
+                    // once the server answers again.
+                    let up = self.connected && self.store.inner.client.connection_state() == State::Connected;
+                    if !answered && up && !std::mem::replace(&mut self.stalled, true) {
+                        self.resume = true;
+                        return Some(Err(Error::watch_interrupted(format!(
+                            "the NATS server did not answer within {PROBE_PATIENCE:?}"
+                        ))));
+                    }
+                }
                 _ = self.check.tick() => {
+                    self.send_probe();
                     let lost = self.connection_lost();
                     if self.resume && self.connected {
                         self.resume_consumer().await;
@@ -137,6 +179,19 @@ impl Watcher {
                 }
             }
         }
+    }
+
+    /// Asks for the bucket's stream (answered by its leader, through the
+    /// node the client is connected to), at most every `PROBE_EVERY`.
+    fn send_probe(&mut self) {
+        if self.probe.is_some() || !self.connected || self.probed.elapsed() < PROBE_EVERY {
+            return;
+        }
+        self.probed = Instant::now();
+        let stream = self.store.inner.kv.stream.clone();
+        self.probe = Some(Box::pin(async move {
+            matches!(tokio::time::timeout(PROBE_PATIENCE, stream.get_info()).await, Ok(Ok(_)))
+        }));
     }
 
     /// The ordered consumer waits out an outage silently (and misses one

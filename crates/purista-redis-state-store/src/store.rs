@@ -176,6 +176,7 @@ impl Backend for RedisStateStore {
         Capabilities {
             // Redis's string limit (proto-max-bulk-len default).
             max_value_bytes: Some(512 * 1024 * 1024),
+            watch_stall: Some(crate::watch::STALL_REPORTED),
             ..Capabilities::all(Duration::from_millis(1))
         }
     }

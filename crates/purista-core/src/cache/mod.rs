@@ -36,7 +36,8 @@
 //!   a read that raced the write cannot cache what it read before it.
 //! - **Other instances' writes within the feed delay.** The cache follows the
 //!   store's change feed (`watch("")`) and drops each reported key. The store
-//!   declares [`Capabilities::stale_reads`] = [`CacheOptions::max_feed_delay`],
+//!   declares [`Capabilities::stale_reads`] = [`CacheOptions::max_feed_delay`]
+//!   or the store's [`Capabilities::watch_stall`], whichever is longer,
 //!   and the behaviour suite then skips the cases that need every read fresh.
 //! - **Interruptions empty the cache.** An error on the feed (lag, reconnect
 //!   gap, lost connection) or its end empties the cache and stops hits until
@@ -146,8 +147,10 @@ impl CachedStore {
             match inner.watch("").await {
                 Ok(stream) => {
                     feed = Some(stream);
-                    // A feed that lags longer than max_age is cut short by it.
-                    let delay = options.max_feed_delay;
+                    // A feed is only as prompt as the store reports its
+                    // server silent; one that lags longer than max_age is
+                    // cut short by it.
+                    let delay = options.max_feed_delay.max(caps.watch_stall.unwrap_or_default());
                     stale_reads = Some(options.max_age.map_or(delay, |age| age.min(delay)));
                 }
                 // Reads disabled by config (watching is a read) or no feed after all.

@@ -25,9 +25,11 @@ pub struct CacheOptions {
     /// miss another instance's write for up to this long.
     pub max_age: Option<Duration>,
     /// How long the store's change feed may take to report another instance's
-    /// write: the bound declared as [`Capabilities::stale_reads`](crate::Capabilities).
-    /// Measured, not enforced: the feed is the server's (a Redis or NATS
-    /// watch), and reports within milliseconds when the server is healthy.
+    /// write: the bound declared as [`Capabilities::stale_reads`](crate::Capabilities),
+    /// raised to the store's `watch_stall` (how long its watch may take to
+    /// notice a silent server). Measured, not enforced: the feed is the
+    /// server's (a Redis or NATS watch), and reports within milliseconds when
+    /// the server is healthy.
     pub max_feed_delay: Duration,
 }
 

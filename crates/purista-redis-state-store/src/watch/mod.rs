@@ -40,6 +40,7 @@ mod stream;
 mod topology;
 mod watchers;
 
+pub(crate) use node::STALL_REPORTED;
 pub(crate) use watchers::Watchers;
 
 use self::{

@@ -30,11 +30,13 @@ const UNCLAIMED: Duration = Duration::from_secs(10);
 
 /// How often the subscriber connection is asked to answer, and how long it
 /// has to: a frozen server (paused, cut off without a reset) closes no
-/// connection, and its notifications would stop without a word. Reported
-/// within 1.5 s, sooner than Sentinel or a Cluster fails over (seconds), so
-/// no write acknowledged by the next primary is missed unreported.
+/// connection, and its notifications would stop without a word; another
+/// primary may meanwhile take writes (after a failover).
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(1);
+/// `Capabilities::watch_stall`: a ping's wait and its patience, and room
+/// for a busy machine to schedule the report.
+pub(crate) const STALL_REPORTED: Duration = Duration::from_secs(2);
 
 /// What a node task listens to.
 pub(super) struct Channels {

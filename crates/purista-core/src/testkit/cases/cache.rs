@@ -90,6 +90,36 @@ where
     }
 }
 
+/// After another instance's write of `new` over `old` was acknowledged at
+/// `acknowledged`, reads `key` through `store` until it reads `new` or
+/// `patience` has passed (errors are read past: a server may be down). How
+/// long after the acknowledgement it read `new`, if it did, and how many
+/// reads begun `bound` after the acknowledgement still answered `old`: for
+/// a cache declaring `bound`, each of those is a violation.
+pub async fn reads_after_a_write<T>(
+    store: &dyn StateStore,
+    key: &str,
+    (old, new): (&T, &T),
+    acknowledged: Instant,
+    bound: Duration,
+    patience: Duration,
+) -> (Option<Duration>, usize)
+where
+    T: serde::de::DeserializeOwned + Send + PartialEq,
+{
+    let mut stale = 0;
+    while acknowledged.elapsed() < patience {
+        let started = Instant::now();
+        match store.get::<T>(key).await {
+            Ok(Some(v)) if v == *new => return (Some(acknowledged.elapsed()), stale),
+            Ok(Some(v)) if v == *old && started > acknowledged + bound => stale += 1,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (None, stale)
+}
+
 /// Another instance's write (and remove) is read within the declared bound,
 /// even by an instance that cached the old answer. Prints the delays seen.
 pub async fn cache_foreign_writes_within_bound(factory: &impl Factory) {
