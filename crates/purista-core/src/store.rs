@@ -222,7 +222,9 @@ pub struct Entry {
     pub value: Json,
     /// Its current version.
     pub etag: ETag,
-    /// When it expires, if it has a TTL.
+    /// When it expires, if it has a TTL: never later than the key really
+    /// expires (a store that learns a remaining TTL counts it from before it
+    /// asked), so a near cache may keep the value until then.
     pub expires_at: Option<SystemTime>,
 }
 

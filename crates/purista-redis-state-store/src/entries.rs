@@ -75,6 +75,9 @@ pub(crate) async fn get_value(store: &RedisStateStore, key: &str) -> Result<Opti
 /// Value, TTL and version read together by one script.
 pub(crate) async fn get_entry(store: &RedisStateStore, key: &str) -> Result<Option<Entry>> {
     let keys = vec![Key::from(key), Key::from(version_key(key)?)];
+    // The server measured the TTL after this; counted from here, the expiry
+    // is never later than the key's (a near cache keeps the entry until it).
+    let sent = SystemTime::now();
     let reply = scripts::run(store, &READ_ENTRY, keys, vec![]).await.map_err(|e| e.with_key(key))?;
     let Value::Array(parts) = reply else { return Ok(None) };
     let Ok([value, pttl, version]) = <[Value; 3]>::try_from(parts) else {
@@ -82,7 +85,7 @@ pub(crate) async fn get_entry(store: &RedisStateStore, key: &str) -> Result<Opti
     };
     let Some(bytes) = value.into_bytes() else { return Ok(None) };
     let pttl = pttl.as_i64().unwrap_or(-1);
-    let expires_at = (pttl >= 0).then(|| SystemTime::now() + Duration::from_millis(pttl as u64));
+    let expires_at = (pttl >= 0).then(|| sent + Duration::from_millis(pttl as u64));
     let etag = etag::etag(version.as_string().as_deref(), &bytes);
     Ok(Some(Entry { etag, value: Json::from_stored(bytes), expires_at }))
 }
