@@ -260,3 +260,25 @@ async fn redis_counts_8_instances_by_1000_increments() {
     report.assert_passed();
     assert_eq!(report.ops, 8000, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rate_limits_hold_through_pause_restart_and_kill() {
+    let Some(mut server) = Server::start_dedicated(Kind::Redis, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = redis(server.url());
+    let report = testkit::rate_limit_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_rate_limits_hold_through_pause_restart_and_kill() {
+    let Some(mut server) = Server::start_dedicated(Kind::Nats, Options { persistence: true }).await else {
+        return;
+    };
+    let factory = nats(server.url());
+    let report = testkit::rate_limit_with(&factory, workload(), faults(&mut server)).await;
+    report.assert_passed();
+    faulted(&report);
+}

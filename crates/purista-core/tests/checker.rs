@@ -230,6 +230,25 @@ async fn a_counter_on_a_forgetful_store_is_caught() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_rate_limits_hold() {
+    testkit::rate_limit(&memory()).await;
+}
+
+/// Rate limits count with increments: on the forgetful store some are lost,
+/// and a window lets more than its limit through, which the check must see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_on_a_forgetful_store_is_caught() {
+    let store = Forgetful::new(Some(2));
+    let workload = Workload { instances: 6, ops_per_client: 100, ..Workload::default() };
+    let report = testkit::rate_limit_with(&store.factory(), workload, async {}).await;
+    let forgot = store.forgot.load(Ordering::Relaxed);
+    assert!(forgot >= 1, "the workload reached the broken path {forgot} times: {report}");
+    let violation = report.violation.as_deref().expect("the lost increments are caught");
+    assert!(violation.contains("over its limit"), "{violation}");
+    eprintln!("caught, as expected ({forgot} forgotten checks):\n{violation}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_fences_every_lease() {
     testkit::lease(&memory()).await;
 }

@@ -47,7 +47,8 @@ use std::{
 pub use cases::*;
 pub use concurrency::{
     GrantRecord, LeaseHistory, Mix, Report, Workload, WriteRecord, bank, bank_with, check_fencing, counter,
-    counter_with, lease, lease_unfenced, lease_with, linearizable, linearizable_with,
+    counter_with, lease, lease_unfenced, lease_with, linearizable, linearizable_with, rate_limit,
+    rate_limit_with,
 };
 pub use runner::{Trial, main, main_with};
 

@@ -154,6 +154,6 @@ table! {
     }
     concurrency {
         linearizable [Etag, CreateOnly], bank [Etag, Transactions], counter [Counters],
-        lease [Etag, CreateOnly, Ttl, Transactions],
+        lease [Etag, CreateOnly, Ttl, Transactions], rate_limit [Counters, Ttl],
     }
 }

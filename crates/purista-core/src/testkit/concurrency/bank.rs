@@ -35,11 +35,10 @@ pub async fn bank_with(
     workload: Workload,
     fault: impl Future<Output = ()> + Send,
 ) -> Report {
-    let mut report = Report::new("bank", seed(&workload));
-    let Some(stores) = instances(factory, workload.instances).await else {
-        return report.skip("no store");
+    let (mut report, stores) = match begin("bank", factory, &workload).await {
+        Ok(begun) => begun,
+        Err(skipped) => return skipped,
     };
-    report.store = stores[0].name().to_owned();
     let caps = stores[0].capabilities();
     if !(caps.etag && caps.transactions) {
         let why = format!("{} lacks ETags or transactions", report.store);

@@ -35,11 +35,10 @@ pub async fn counter_with(
     workload: Workload,
     fault: impl Future<Output = ()> + Send,
 ) -> Report {
-    let mut report = Report::new("counter", seed(&workload));
-    let Some(stores) = instances(factory, workload.instances).await else {
-        return report.skip("no store");
+    let (mut report, stores) = match begin("counter", factory, &workload).await {
+        Ok(begun) => begun,
+        Err(skipped) => return skipped,
     };
-    report.store = stores[0].name().to_owned();
     if !stores[0].capabilities().counters {
         let why = format!("{} has no counters", report.store);
         return report.skip(why);

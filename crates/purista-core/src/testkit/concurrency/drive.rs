@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::workload::*;
+use super::{Report, workload::*};
 use crate::testkit::{
     Factory,
     linearizability::{FOREIGN, Value},
@@ -28,6 +28,21 @@ pub(super) async fn instances(factory: &impl Factory, n: usize) -> Option<Vec<Ar
         stores.push(factory.store(StoreConfig::default()).await?);
     }
     Some(stores)
+}
+
+/// A check's report, named after the store, and its `workload.instances`
+/// store instances; `Err`: the report, skipped, when the factory has none.
+pub(super) async fn begin(
+    check: &'static str,
+    factory: &impl Factory,
+    workload: &Workload,
+) -> Result<(Report, Vec<Arc<dyn StateStore>>), Report> {
+    let mut report = Report::new(check, seed(workload));
+    let Some(stores) = instances(factory, workload.instances).await else {
+        return Err(report.skip("no store"));
+    };
+    report.store = stores[0].name().to_owned();
+    Ok((report, stores))
 }
 
 /// Runs the clients on tasks of their own alongside `fault`; a client's

@@ -66,11 +66,10 @@ async fn run(
     fault: impl Future<Output = ()> + Send,
     fenced: bool,
 ) -> Report {
-    let mut report = Report::new("lease", seed(&workload));
-    let Some(stores) = instances(factory, workload.instances).await else {
-        return report.skip("no store");
+    let (mut report, stores) = match begin("lease", factory, &workload).await {
+        Ok(begun) => begun,
+        Err(skipped) => return skipped,
     };
-    report.store = stores[0].name().to_owned();
     let caps = stores[0].capabilities();
     let Some(step) = caps.ttl.filter(|_| caps.etag && caps.create_only && caps.transactions) else {
         let why = format!("{} lacks ETags, create-only writes, TTLs or transactions", report.store);

@@ -10,6 +10,8 @@
 //! - [`lease`]: holders of one lease write under it with fenced writes,
 //!   some paused past their TTL; tokens must strictly increase, leases
 //!   never overlap, and no stale write lands after a newer holder's.
+//! - [`rate_limit_with`]: fixed- and sliding-window limits checked as fast
+//!   as the clients can; no window allows more than the limit.
 //! - [`bank`]: Jepsen's bank test: transfers in transactions, readers of
 //!   every account through `get_state`; the total never changes.
 //!
@@ -23,6 +25,7 @@ mod counter;
 mod drive;
 mod fencing;
 mod lease;
+mod rate_limit;
 mod workload;
 
 use std::{
@@ -42,6 +45,7 @@ pub use bank::bank_with;
 pub use counter::counter_with;
 pub use fencing::{GrantRecord, LeaseHistory, WriteRecord, check_fencing};
 pub use lease::{lease_unfenced, lease_with};
+pub use rate_limit::rate_limit_with;
 pub use workload::{Mix, Workload};
 
 /// How long the final reads may keep retrying after a fault.
@@ -138,6 +142,13 @@ pub async fn counter(factory: &impl Factory) {
     counter_with(factory, Workload::default(), async {}).await.assert_passed();
 }
 
+/// Fixed- and sliding-window limits checked from every instance with the
+/// default workload; panics if a window allowed more than its limit.
+/// Needs counters and TTLs.
+pub async fn rate_limit(factory: &impl Factory) {
+    rate_limit_with(factory, Workload::default(), async {}).await.assert_passed();
+}
+
 /// Lease holders on every instance with the default workload; panics if
 /// tokens went back, two leases overlapped or a stale fenced write landed.
 /// Needs ETags, create-only writes, TTLs and transactions.
@@ -165,11 +176,10 @@ pub async fn linearizable_with(
     workload: Workload,
     fault: impl Future<Output = ()> + Send,
 ) -> Report {
-    let mut report = Report::new("linearizable", seed(&workload));
-    let Some(stores) = instances(factory, workload.instances).await else {
-        return report.skip("no store");
+    let (mut report, stores) = match begin("linearizable", factory, &workload).await {
+        Ok(begun) => begun,
+        Err(skipped) => return skipped,
     };
-    report.store = stores[0].name().to_owned();
     let caps = stores[0].capabilities();
     let mix = workload.mix.allowed(caps);
     if mix.total() == 0 {
