@@ -32,6 +32,7 @@ use async_nats::{
             AckPolicy, DeliverPolicy, ReplayPolicy, pull, push,
             push::{OrderedError, OrderedErrorKind},
         },
+        context::RequestErrorKind,
     },
 };
 use bytes::Bytes;
@@ -190,7 +191,15 @@ impl Watcher {
         self.probed = Instant::now();
         let stream = self.store.inner.kv.stream.clone();
         self.probe = Some(Box::pin(async move {
-            matches!(tokio::time::timeout(PROBE_PATIENCE, stream.get_info()).await, Ok(Ok(_)))
+            // An error answer (a refused permission, a stream gone) is an
+            // answer too: the server is not silent.
+            match tokio::time::timeout(PROBE_PATIENCE, stream.get_info()).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => {
+                    !matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders)
+                }
+                Err(_) => false,
+            }
         }));
     }
 

@@ -134,8 +134,8 @@ impl Node {
                 _ = beat.tick(), if ping.is_none() => ping.set(Some(heartbeat(sub.clone()))),
                 answered = async { ping.as_mut().as_pin_mut().expect("a ping in flight").await }, if ping.is_some() => {
                     ping.set(None);
-                    // fred closes the connection once the command timeout
-                    // passes too, and reconnects (reported as usual).
+                    // fred keeps the connection (a frozen server closes none):
+                    // once it answers again, that is said too.
                     if answered {
                         self.answered_again();
                     } else {
