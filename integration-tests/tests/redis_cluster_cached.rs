@@ -1,14 +1,21 @@
 //! The near cache on a real 3-master Redis Cluster: the `cache` cases with
-//! keys spread over every master (no hash tag), and a check that a write on
-//! each master reaches another instance's cache through that master's feed.
+//! keys spread over every master (no hash tag), a check that a write on
+//! each master reaches another instance's cache through that master's feed,
+//! and a master restarted (losing its keys) under a reading instance.
 
 mod support_redis;
 
-use std::process::ExitCode;
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
-use integration_tests::fixtures::redis_topology::{Cluster, cli};
+use integration_tests::fixtures::{
+    own_topology_trial,
+    redis_topology::{Cluster, cli},
+};
 use purista_core::{
-    CacheOptions, CachedStore, StateStore, StateStoreExt, StoreConfig,
+    StateStore, StateStoreExt,
     testkit::{self, Trial, unique},
 };
 use purista_redis_state_store::fred::util::redis_keyslot;
@@ -26,8 +33,13 @@ fn main() -> ExitCode {
             Ok(())
         })
     };
+    let restarted = own_topology_trial(
+        "a restarted master's lost values are not served once the loss is reported",
+        Cluster::start,
+        restarted_master,
+    );
     let factory = testkit::cached(support_redis::factory(url, None));
-    let code = testkit::main_with(factory, &["cache"], vec![every_master]);
+    let code = testkit::main_with(factory, &["cache"], vec![every_master, restarted]);
     drop(cluster);
     code
 }
@@ -50,11 +62,8 @@ fn key_per_master(cluster: &Cluster) -> Vec<(u16, String)> {
 /// then removes it; the first reads each change within the declared bound,
 /// so every master's feed reached its cache.
 async fn every_master_invalidates(url: &str, keys: &[(u16, String)]) {
-    let connect = || support_redis::factory(Some(url.to_owned()), None)(StoreConfig::default());
-    let cached = CachedStore::new(connect().await.expect("a store"), CacheOptions::default())
-        .await
-        .expect("a near cache");
-    let writer = connect().await.expect("a second instance");
+    let cached = support_redis::cached(url).await;
+    let writer = support_redis::builder(url).connect().await.expect("a second instance");
     let bound = cached.capabilities().stale_reads.expect("a near cache declares its bound");
     for (port, key) in keys {
         writer.set(key, &0).await.unwrap();
@@ -70,4 +79,68 @@ async fn every_master_invalidates(url: &str, keys: &[(u16, String)]) {
         testkit::read_within::<i32>(&*cached, key, None, bound).await;
         eprintln!("the master on {port}: both changes of {key} reached the cache");
     }
+}
+
+/// How long the restart, its report and the cluster's recovery may take.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A master restarts without persistence: its keys are gone. Once the
+/// reading instance's feed reported the lost connection, no read may answer
+/// a value from before the restart; once the master is back, another
+/// instance's write reaches the cache within the bound.
+async fn restarted_master(mut cluster: Cluster) {
+    let url = cluster.url();
+    let cached = support_redis::cached(&url).await;
+    let writer = support_redis::builder(&url).connect().await.expect("a second instance");
+    let bound = cached.capabilities().stale_reads.expect("a near cache declares its bound");
+    let (port, key) = key_per_master(&cluster).swap_remove(1);
+    writer.set(&key, &"before").await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(cached.get::<String>(&key).await.unwrap().as_deref(), Some("before"));
+    }
+    let resets = cached.metrics().resets;
+    let report = {
+        let cached = cached.clone();
+        tokio::spawn(async move {
+            while cached.metrics().resets == resets {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let began = Instant::now();
+    cluster.node(port).restart().await.expect("restart the master");
+    let restarted = began.elapsed();
+    tokio::time::timeout(PATIENCE, report).await.expect("the feed reports the restart").unwrap();
+    let reported = began.elapsed();
+    // From the report on, the value the restart lost is never answered.
+    let mut lost_served = 0;
+    let settled = Instant::now();
+    while settled.elapsed() < Duration::from_secs(2) {
+        if matches!(cached.get::<String>(&key).await, Ok(Some(v)) if v == "before") {
+            lost_served += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while let Err(e) = writer.set(&key, &"after").await {
+        assert!(began.elapsed() < PATIENCE, "the writer never wrote after the restart: {e:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acknowledged = Instant::now();
+    let (read, stale) = testkit::reads_after_a_write(
+        &*cached,
+        &key,
+        (&"before".to_owned(), &"after".to_owned()),
+        acknowledged,
+        bound,
+        PATIENCE,
+    )
+    .await;
+    eprintln!(
+        "[redis_cluster_cached] the master on {port} restarted in {restarted:?}, the feed reported it after \
+         {reported:?}; a write after it read {read:?} after its acknowledgement; {:?}",
+        cached.metrics()
+    );
+    assert_eq!(lost_served, 0, "a value the restart lost was served after the report");
+    assert_eq!(stale, 0, "reads begun {bound:?} after the write answered the lost value");
+    assert!(read.is_some(), "the write after the restart never reached the cache");
 }

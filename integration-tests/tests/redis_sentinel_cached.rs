@@ -12,7 +12,7 @@ use std::{
 
 use integration_tests::fixtures::{own_topology_trial, redis_topology::Sentinel};
 use purista_core::{
-    CacheOptions, CachedStore, StateStore, StateStoreExt, StoreConfig,
+    StateStore, StateStoreExt,
     testkit::{self, unique},
 };
 
@@ -37,10 +37,7 @@ fn main() -> ExitCode {
 /// begun `bound` later must not answer the value cached before the freeze.
 async fn frozen_master(mut sentinel: Sentinel) {
     let url = sentinel.url();
-    let connect = || support_redis::factory(Some(url.clone()), None)(StoreConfig::default());
-    let cached = CachedStore::new(connect().await.expect("a store"), CacheOptions::default())
-        .await
-        .expect("a near cache");
+    let cached = support_redis::cached(&url).await;
     // With the old master frozen, no replica is left to confirm a write:
     // this writer does not wait for one.
     let writer = support_redis::builder(&url).wait_for_replicas(0, Duration::ZERO).connect().await;

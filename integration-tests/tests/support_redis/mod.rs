@@ -50,3 +50,10 @@ pub fn factory(
         })
     }
 }
+
+/// An instance on `url` behind a near cache of its own, with default options.
+pub async fn cached(url: &str) -> Arc<purista_core::CachedStore> {
+    let store = builder(url).connect().await.expect("connect");
+    let options = purista_core::CacheOptions::default();
+    purista_core::CachedStore::new(Arc::new(store), options).await.expect("a near cache")
+}
