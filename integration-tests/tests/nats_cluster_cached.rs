@@ -2,7 +2,7 @@
 //! replicas: the `cache` cases, each instance its own cache over its own
 //! connection, and the instances connected to different nodes first, so a
 //! write reaches another instance's cache through another node; and a node
-//! frozen (SIGSTOP) under an instance reading through its cache.
+//! frozen (SIGSTOP) or killed under an instance reading through its cache.
 
 mod support_nats;
 
@@ -38,9 +38,14 @@ fn main() -> ExitCode {
     let frozen = own_topology_trial(
         "a frozen node leaves none of its values in a cache past the bound",
         Cluster::start,
-        frozen_node,
+        |cluster| node_fails(cluster, Fault::Freeze),
     );
-    let code = testkit::main_with(testkit::cached(factory), &["cache"], vec![frozen]);
+    let killed = own_topology_trial(
+        "a killed node leaves none of its values in a cache past the bound",
+        Cluster::start,
+        |cluster| node_fails(cluster, Fault::Kill),
+    );
+    let code = testkit::main_with(testkit::cached(factory), &["cache"], vec![frozen, killed]);
     drop(cluster);
     code
 }
@@ -61,41 +66,56 @@ async fn store_on(urls: &[String], first: usize, bucket: &str, config: StoreConf
     support_nats::cluster::connect(builder).await
 }
 
-/// The node an instance reads through is frozen: it closes no connection,
-/// and sends that instance's feed nothing. Another instance, on another
-/// node, writes once the cluster has moved on; a read begun `bound` after
-/// that write's acknowledgement must not answer the value cached before.
-async fn frozen_node(mut cluster: Cluster) {
-    let (urls, bucket) = (cluster.urls(), support_nats::bucket("frozen-node"));
+/// What happens to the node the reading instance is connected to.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGSTOP: it closes no connection and sends nothing.
+    Freeze,
+    /// SIGKILL: the connection breaks; the client moves to another node.
+    Kill,
+}
+
+/// The node an instance reads through fails (`fault`), and another
+/// instance, on another node, writes once the cluster has moved on. A read
+/// begun `bound` after that write's acknowledgement must not answer the
+/// value cached before; the node comes back, and the write is read.
+async fn node_fails(mut cluster: Cluster, fault: Fault) {
+    let (urls, bucket) = (cluster.urls(), support_nats::bucket("failed-node"));
     let reader = store_on(&urls, 0, &bucket, StoreConfig::default()).await;
     let cached = CachedStore::new(Arc::new(reader), CacheOptions::default()).await.expect("a near cache");
     let writer = store_on(&urls, 1, &bucket, StoreConfig::default()).await;
     let bound = cached.capabilities().stale_reads.expect("a near cache declares its bound");
-    let key = unique("frozen");
+    let key = unique("failed-node");
     writer.set(&key, &0).await.unwrap();
     for _ in 0..2 {
         assert_eq!(cached.get::<i32>(&key).await.unwrap(), Some(0));
     }
-    cluster.nodes[0].pause().expect("SIGSTOP n1");
-    let frozen = Instant::now();
+    match fault {
+        Fault::Freeze => cluster.nodes[0].pause().expect("SIGSTOP n1"),
+        Fault::Kill => cluster.nodes[0].kill(),
+    }
+    let failed = Instant::now();
     // The bucket's leader may have been n1: the write waits for a new one.
     while let Err(e) = writer.set(&key, &1).await {
-        assert!(frozen.elapsed() < PATIENCE, "the writer never wrote with n1 frozen: {e:#}");
+        assert!(failed.elapsed() < PATIENCE, "the writer never wrote with n1 down ({fault:?}): {e:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let acknowledged = Instant::now();
-    let written = frozen.elapsed();
+    let written = failed.elapsed();
     // Through a frozen node the reader may read nothing at all; it must not
     // read the old value from its cache.
-    let while_frozen = Duration::from_secs(12);
+    let meanwhile = Duration::from_secs(12);
     let (during, stale) =
-        testkit::reads_after_a_write(&*cached, &key, (&0, &1), acknowledged, bound, while_frozen).await;
-    cluster.nodes[0].resume().expect("SIGCONT n1");
+        testkit::reads_after_a_write(&*cached, &key, (&0, &1), acknowledged, bound, meanwhile).await;
+    match fault {
+        Fault::Freeze => cluster.nodes[0].resume().expect("SIGCONT n1"),
+        Fault::Kill => cluster.nodes[0].start().await.expect("start n1 again"),
+    }
     let (after, stale_after) =
         testkit::reads_after_a_write(&*cached, &key, (&0, &1), acknowledged, bound, PATIENCE).await;
     eprintln!(
-        "[nats_cluster_cached] written {written:?} after the freeze; read through the cache {during:?} after its \
-         acknowledgement while n1 was frozen, {after:?} once it went on; metrics {:?}",
+        "[nats_cluster_cached] {fault:?}: written {written:?} after n1 failed; read through the cache {during:?} \
+         after its acknowledgement while n1 was down, {after:?} at the latest once it was back; metrics {:?}",
         cached.metrics()
     );
     assert_eq!(
