@@ -75,7 +75,7 @@ const CONNECTION_CHECK: Duration = Duration::from_millis(100);
 /// closes no connection and sends nothing, while the stream's leader on
 /// another node goes on taking writes; async-nats's ordered consumer
 /// notices only after two missed idle heartbeats, 10 s.
-const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_PATIENCE: Duration = Duration::from_secs(1);
 /// `Capabilities::watch_stall`: a probe's wait and its patience, a check's
 /// period, and room for a busy machine to schedule the report.

@@ -32,7 +32,7 @@ const UNCLAIMED: Duration = Duration::from_secs(10);
 /// has to: a frozen server (paused, cut off without a reset) closes no
 /// connection, and its notifications would stop without a word; another
 /// primary may meanwhile take writes (after a failover).
-const HEARTBEAT: Duration = Duration::from_millis(500);
+const HEARTBEAT: Duration = Duration::from_millis(250);
 const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(1);
 /// `Capabilities::watch_stall`: a ping's wait and its patience, and room
 /// for a busy machine to schedule the report.
