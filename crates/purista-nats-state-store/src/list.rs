@@ -32,7 +32,7 @@ use async_nats::{
             AckPolicy, DeliverPolicy, ReplayPolicy, pull, push,
             push::{OrderedError, OrderedErrorKind},
         },
-        context::ConsumerInfoErrorKind,
+        context::RequestErrorKind,
     },
 };
 use bytes::Bytes;
@@ -88,7 +88,7 @@ type Probe = Pin<Box<dyn Future<Output = bool> + Send>>;
 /// order, and an error as soon as the connection is lost.
 pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchStream> {
     let (filter, encoded) = store.prefix_filter(prefix);
-    let (messages, last, consumer) = store.watch_consumer(&filter, DeliverPolicy::New).await?;
+    let (messages, last) = store.watch_consumer(&filter, DeliverPolicy::New).await?;
     let mut check = tokio::time::interval(CONNECTION_CHECK);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = &store.inner.client;
@@ -105,7 +105,6 @@ pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchS
         stalled: false,
         probe: None,
         probed: Instant::now(),
-        consumer,
     };
     Ok(Box::pin(futures_util::stream::unfold(watcher, |mut w| async move {
         let next = w.next().await?;
@@ -134,8 +133,6 @@ struct Watcher {
     probe: Option<Probe>,
     /// When the last probe was sent.
     probed: Instant,
-    /// The consumer's name, for the probe.
-    consumer: String,
 }
 
 /// The answer of the probe in flight; never, while there is none.
@@ -185,22 +182,22 @@ impl Watcher {
         }
     }
 
-    /// Asks for the watch's consumer (answered by the node that hosts it,
-    /// through the node the client is connected to), at most every
-    /// `PROBE_EVERY`: either node may fail while the other goes on.
+    /// Asks for the bucket's stream (answered by its leader, through the
+    /// node the client is connected to), at most every `PROBE_EVERY`.
     fn send_probe(&mut self) {
         if self.probe.is_some() || !self.connected || self.probed.elapsed() < PROBE_EVERY {
             return;
         }
         self.probed = Instant::now();
-        let (stream, consumer) = (self.store.inner.kv.stream.clone(), self.consumer.clone());
+        let stream = self.store.inner.kv.stream.clone();
         self.probe = Some(Box::pin(async move {
-            // A consumer gone (its node died, or async-nats replaced it) or
-            // offline counts as silence; another error answer (a refused
-            // permission) is an answer.
-            match tokio::time::timeout(PROBE_PATIENCE, stream.consumer_info(&consumer)).await {
+            // An error answer (a refused permission, a stream gone) is an
+            // answer too: the server is not silent.
+            match tokio::time::timeout(PROBE_PATIENCE, stream.get_info()).await {
                 Ok(Ok(_)) => true,
-                Ok(Err(e)) => matches!(e.kind(), ConsumerInfoErrorKind::JetStream(_)),
+                Ok(Err(e)) => {
+                    !matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders)
+                }
                 Err(_) => false,
             }
         }));
@@ -232,9 +229,8 @@ impl Watcher {
     async fn resume_consumer(&mut self) {
         let from = DeliverPolicy::ByStartSequence { start_sequence: self.last + 1 };
         match self.store.watch_consumer(&self.filter, from).await {
-            Ok((messages, _, consumer)) => {
+            Ok((messages, _)) => {
                 self.messages = messages;
-                self.consumer = consumer;
                 (self.resume, self.stalled) = (false, false);
             }
             Err(e) => tracing::debug!("watch consumer not resumed yet: {e}"),
@@ -281,22 +277,15 @@ impl NatsStateStore {
         (format!("{}{}", self.inner.read_prefix, key::filter_tokens(&encoded)), encoded)
     }
 
-    /// An ordered consumer on the changes under `filter` from `from`, the
-    /// stream sequence it starts after, and its name.
-    async fn watch_consumer(
-        &self,
-        filter: &str,
-        from: DeliverPolicy,
-    ) -> Result<(push::Ordered, u64, String)> {
-        let inbox = self.inner.client.new_inbox();
-        let name = format!("purista_watch_{}", inbox.rsplit('.').next().unwrap_or_default());
+    /// An ordered consumer on the changes under `filter` from `from`, and
+    /// the stream sequence it starts after.
+    async fn watch_consumer(&self, filter: &str, from: DeliverPolicy) -> Result<(push::Ordered, u64)> {
         let consumer = self
             .inner
             .kv
             .stream
             .create_consumer(push::OrderedConfig {
-                deliver_subject: inbox,
-                name: Some(name.clone()),
+                deliver_subject: self.inner.client.new_inbox(),
                 description: Some("purista state store".to_owned()),
                 filter_subject: filter.to_owned(),
                 replay_policy: ReplayPolicy::Instant,
@@ -309,7 +298,7 @@ impl NatsStateStore {
         let last = consumer.cached_info().delivered.stream_sequence;
         let messages =
             consumer.messages().await.map_err(|e| error::wrap("consumer subscription", None, e))?;
-        Ok((messages, last, name))
+        Ok((messages, last))
     }
 
     /// The store key of a message's subject, if it is under `encoded_prefix`
