@@ -40,19 +40,22 @@ fn main() -> ExitCode {
         Cluster::start,
         |cluster| node_fails(cluster, Fault::Freeze),
     );
-    // Known defect, shown ignored (run it with `--include-ignored`): when the
-    // killed node hosted the reader's watch consumer but not the reader's
-    // connection, nothing answers for the consumer and nothing breaks, and
-    // the watch reports it only after async-nats's two missed heartbeats
-    // (10 s). Two fresh-clone CI runs in two caught it (about 1,300 stale
-    // reads past the bound); a probe of the consumer's info did not help.
     let killed = own_topology_trial(
         "a killed node leaves none of its values in a cache past the bound",
         Cluster::start,
         |cluster| node_fails(cluster, Fault::Kill),
-    )
-    .with_ignored_flag(true);
-    let code = testkit::main_with(testkit::cached(factory), &["cache"], vec![frozen, killed]);
+    );
+    // Nothing breaks for the reader, and nothing arrives: before its watch
+    // compared what it delivered with what the stream's leader had, it
+    // noticed only after async-nats's two missed heartbeats (10 s).
+    let host_killed = own_topology_trial(
+        "a killed node that hosted the watch's consumer, the reader on another, leaves none of its values \
+         in a cache past the bound",
+        Cluster::start,
+        |cluster| node_fails(cluster, Fault::KillWatchHost),
+    );
+    let trials = vec![frozen, killed, host_killed];
+    let code = testkit::main_with(testkit::cached(factory), &["cache"], trials);
     drop(cluster);
     code
 }
@@ -73,38 +76,44 @@ async fn store_on(urls: &[String], first: usize, bucket: &str, config: StoreConf
     support_nats::cluster::connect(builder).await
 }
 
-/// What happens to the node the reading instance is connected to.
-#[derive(Debug, Clone, Copy)]
+/// What fails under an instance reading through its cache.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
-    /// SIGSTOP: it closes no connection and sends nothing.
+    /// SIGSTOP of the reader's node: it closes no connection and sends
+    /// nothing.
     Freeze,
-    /// SIGKILL: the connection breaks; the client moves to another node.
+    /// SIGKILL of the reader's node: the connection breaks; the client
+    /// moves to another node.
     Kill,
+    /// SIGKILL of the node hosting the reader's watch consumer (an
+    /// ephemeral consumer has one replica), the reader being connected to
+    /// another node.
+    KillWatchHost,
 }
 
-/// The node an instance reads through fails (`fault`), and another
-/// instance, on another node, writes once the cluster has moved on. A read
-/// begun `bound` after that write's acknowledgement must not answer the
-/// value cached before; the node comes back, and the write is read.
+/// Caches placed until one's watch consumer is off the reader's node `n1`.
+const PLACEMENTS: usize = 20;
+
+/// A node fails (`fault`) under an instance reading through its cache, and
+/// another instance, on another node, writes once the cluster has moved on.
+/// A read begun `bound` after that write's acknowledgement must not answer
+/// the value cached before; the node comes back, and the write is read.
 async fn node_fails(mut cluster: Cluster, fault: Fault) {
     let (urls, bucket) = (cluster.urls(), support_nats::bucket("failed-node"));
-    let reader = store_on(&urls, 0, &bucket, StoreConfig::default()).await;
-    let cached = CachedStore::new(Arc::new(reader), CacheOptions::default()).await.expect("a near cache");
     let writer = store_on(&urls, 1, &bucket, StoreConfig::default()).await;
-    let bound = cached.capabilities().stale_reads.expect("a near cache declares its bound");
     let key = unique("failed-node");
     writer.set(&key, &0).await.unwrap();
-    for _ in 0..2 {
-        assert_eq!(cached.get::<i32>(&key).await.unwrap(), Some(0));
-    }
+    let (cached, victim) = reader(&urls, &bucket, &key, fault).await;
+    let bound = cached.capabilities().stale_reads.expect("a near cache declares its bound");
+    let name = format!("n{}", victim + 1);
     match fault {
-        Fault::Freeze => cluster.nodes[0].pause().expect("SIGSTOP n1"),
-        Fault::Kill => cluster.nodes[0].kill(),
+        Fault::Freeze => cluster.nodes[victim].pause().expect("SIGSTOP"),
+        Fault::Kill | Fault::KillWatchHost => cluster.nodes[victim].kill(),
     }
     let failed = Instant::now();
-    // The bucket's leader may have been n1: the write waits for a new one.
+    // The bucket's leader may have been there: the write waits for a new one.
     while let Err(e) = writer.set(&key, &1).await {
-        assert!(failed.elapsed() < PATIENCE, "the writer never wrote with n1 down ({fault:?}): {e:#}");
+        assert!(failed.elapsed() < PATIENCE, "the writer never wrote with {name} down ({fault:?}): {e:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let acknowledged = Instant::now();
@@ -115,14 +124,15 @@ async fn node_fails(mut cluster: Cluster, fault: Fault) {
     let (during, stale) =
         testkit::reads_after_a_write(&*cached, &key, (&0, &1), acknowledged, bound, meanwhile).await;
     match fault {
-        Fault::Freeze => cluster.nodes[0].resume().expect("SIGCONT n1"),
-        Fault::Kill => cluster.nodes[0].start().await.expect("start n1 again"),
+        Fault::Freeze => cluster.nodes[victim].resume().expect("SIGCONT"),
+        Fault::Kill | Fault::KillWatchHost => cluster.nodes[victim].start().await.expect("start again"),
     }
     let (after, stale_after) =
         testkit::reads_after_a_write(&*cached, &key, (&0, &1), acknowledged, bound, PATIENCE).await;
     eprintln!(
-        "[nats_cluster_cached] {fault:?}: written {written:?} after n1 failed; read through the cache {during:?} \
-         after its acknowledgement while n1 was down, {after:?} at the latest once it was back; metrics {:?}",
+        "[nats_cluster_cached] {fault:?} of {name}: written {written:?} after it failed; read through the \
+         cache {during:?} after its acknowledgement while it was down, {after:?} at the latest once it was \
+         back; metrics {:?}",
         cached.metrics()
     );
     assert_eq!(
@@ -131,4 +141,47 @@ async fn node_fails(mut cluster: Cluster, fault: Fault) {
         "reads begun {bound:?} after the acknowledgement answered the old value"
     );
     assert!(after.is_some(), "the write never reached the reader; {:?}", cached.metrics());
+}
+
+/// The reader, connected to `n1`, its cache holding `key` (0), and the
+/// index of the node `fault` strikes: `n1`, or the node hosting the
+/// cache's watch consumer once one is placed elsewhere.
+async fn reader(urls: &[String], bucket: &str, key: &str, fault: Fault) -> (Arc<CachedStore>, usize) {
+    let store = Arc::new(store_on(urls, 0, bucket, StoreConfig::default()).await);
+    let mut earlier = Vec::new();
+    for _ in 0..PLACEMENTS {
+        let cached = CachedStore::new(store.clone(), CacheOptions::default()).await.expect("a near cache");
+        for _ in 0..2 {
+            assert_eq!(cached.get::<i32>(key).await.unwrap(), Some(0));
+        }
+        let mut new = watch_consumers(&urls[1], bucket).await;
+        new.retain(|(name, _)| !earlier.contains(name));
+        let [(name, host)] = new.as_slice() else { panic!("one new watch consumer expected, found {new:?}") };
+        let host: usize = host.trim_start_matches('n').parse().expect("a node name n1-n3");
+        match fault {
+            Fault::Freeze | Fault::Kill => return (cached, 0),
+            Fault::KillWatchHost if host != 1 => return (cached, host - 1),
+            // Dropped, its watch goes (the server keeps the consumer a
+            // while); another is placed.
+            Fault::KillWatchHost => earlier.push(name.clone()),
+        }
+    }
+    panic!("every one of {PLACEMENTS} watch consumers was placed on the reader's node")
+}
+
+/// The watch consumers on `bucket` (the near caches' feeds): each one's
+/// name and the name of the server hosting it.
+async fn watch_consumers(url: &str, bucket: &str) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.expect("a raw client"));
+    let stream = js.get_stream(format!("KV_{bucket}")).await.expect("the bucket's stream");
+    let mut consumers = stream.consumers();
+    let mut found = Vec::new();
+    while let Some(info) = consumers.next().await {
+        let info = info.expect("a consumer's info");
+        if info.config.description.as_deref() == Some("purista state store") {
+            found.push((info.name, info.cluster.and_then(|c| c.leader).unwrap_or_default()));
+        }
+    }
+    found
 }

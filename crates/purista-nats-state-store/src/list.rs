@@ -15,7 +15,9 @@
 //! all of them.
 //!
 //! A watch is an ordered push consumer delivering new messages only, and
-//! says at once when the connection is lost.
+//! says at once when the connection is lost, and within
+//! `Capabilities::watch_stall` when the server goes silent or the consumer
+//! falls behind what the stream's leader has.
 
 use std::{
     pin::Pin,
@@ -32,7 +34,7 @@ use async_nats::{
             AckPolicy, DeliverPolicy, ReplayPolicy, pull, push,
             push::{OrderedError, OrderedErrorKind},
         },
-        context::RequestErrorKind,
+        stream::RawMessageErrorKind,
     },
 };
 use bytes::Bytes;
@@ -70,19 +72,35 @@ pub(crate) async fn list_keys(store: &NatsStateStore, prefix: &str) -> Result<Ve
 /// whoever built the client.
 const CONNECTION_CHECK: Duration = Duration::from_millis(100);
 
-/// How often a watch asks the server for the bucket's stream, and how long
-/// it waits for the answer. A frozen node (or one cut off without a reset)
-/// closes no connection and sends nothing, while the stream's leader on
-/// another node goes on taking writes; async-nats's ordered consumer
-/// notices only after two missed idle heartbeats, 10 s.
+/// How often a watch asks the bucket's stream leader for the first change
+/// under its filter after the last one it delivered, and how long it waits
+/// for the answer. Two failures are silent otherwise, while the stream goes
+/// on taking writes through other nodes: a frozen node (or one cut off
+/// without a reset) closes no connection and sends nothing; and a killed
+/// node that hosted the watch's consumer (an ephemeral consumer has one
+/// replica) leaves the client's own connection up. async-nats's ordered
+/// consumer notices either only after two missed idle heartbeats, 10 s.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_PATIENCE: Duration = Duration::from_secs(1);
-/// `Capabilities::watch_stall`: a probe's wait and its patience, a check's
-/// period, and room for a busy machine to schedule the report.
+/// How long a change the leader has may stay undelivered.
+const GAP_PATIENCE: Duration = Duration::from_secs(1);
+/// `Capabilities::watch_stall`: a probe's period, its wait or the gap's
+/// patience, a check's period, and room for a busy machine to schedule the
+/// report.
 pub(crate) const STALL_REPORTED: Duration = Duration::from_secs(2);
 
-/// A probe in flight: whether the server answered in time.
-type Probe = Pin<Box<dyn Future<Output = bool> + Send>>;
+/// What a probe heard.
+enum Heard {
+    /// No answer within `PROBE_PATIENCE`.
+    Silence,
+    /// The stream sequence of the first change under the filter after the
+    /// one asked from, if the leader has one (or answered with an error,
+    /// which is an answer all the same).
+    Next(Option<u64>),
+}
+
+/// A probe in flight.
+type Probe = Pin<Box<dyn Future<Output = Heard> + Send>>;
 
 /// `Backend::watch`: every change under `prefix` from now on, in stream
 /// order, and an error as soon as the connection is lost.
@@ -105,6 +123,7 @@ pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchS
         stalled: false,
         probe: None,
         probed: Instant::now(),
+        behind: None,
     };
     Ok(Box::pin(futures_util::stream::unfold(watcher, |mut w| async move {
         let next = w.next().await?;
@@ -133,10 +152,13 @@ struct Watcher {
     probe: Option<Probe>,
     /// When the last probe was sent.
     probed: Instant,
+    /// A change the leader has and the consumer had not delivered: its
+    /// stream sequence, and when a probe first found it.
+    behind: Option<(u64, Instant)>,
 }
 
 /// The answer of the probe in flight; never, while there is none.
-async fn answer(probe: &mut Option<Probe>) -> bool {
+async fn answer(probe: &mut Option<Probe>) -> Heard {
     match probe {
         Some(probe) => probe.await,
         None => std::future::pending().await,
@@ -155,17 +177,23 @@ impl Watcher {
                         return Some(out);
                     }
                 }
-                answered = answer(&mut self.probe) => {
+                heard = answer(&mut self.probe) => {
                     self.probe = None;
-                    // A lost connection is the connection check's to report
-                    // (once per outage). Otherwise the consumer is replaced
-                    // once the server answers again.
-                    let up = self.connected && self.store.inner.client.connection_state() == State::Connected;
-                    if !answered && up && !std::mem::replace(&mut self.stalled, true) {
-                        self.resume = true;
-                        return Some(Err(Error::watch_interrupted(format!(
-                            "the NATS server did not answer within {PROBE_PATIENCE:?}"
-                        ))));
+                    match heard {
+                        // A lost connection is the connection check's to
+                        // report (once per outage). Otherwise the consumer
+                        // is replaced once the server answers again.
+                        Heard::Silence => {
+                            let up = self.connected
+                                && self.store.inner.client.connection_state() == State::Connected;
+                            if up && let Some(stall) = self.stall("the NATS server did not answer within", PROBE_PATIENCE) {
+                                return Some(Err(stall));
+                            }
+                        }
+                        Heard::Next(Some(next)) if next > self.last => {
+                            self.behind.get_or_insert((next, Instant::now()));
+                        }
+                        Heard::Next(_) => self.behind = None,
                     }
                 }
                 _ = self.check.tick() => {
@@ -177,30 +205,65 @@ impl Watcher {
                     if let Some(lost) = lost {
                         return Some(Err(lost));
                     }
+                    if let Some(gap) = self.gap() {
+                        return Some(Err(gap));
+                    }
                 }
             }
         }
     }
 
-    /// Asks for the bucket's stream (answered by its leader, through the
-    /// node the client is connected to), at most every `PROBE_EVERY`.
+    /// Asks the bucket's stream leader (through the node the client is
+    /// connected to) for the first change under the filter after the last
+    /// one delivered, at most every `PROBE_EVERY`.
     fn send_probe(&mut self) {
         if self.probe.is_some() || !self.connected || self.probed.elapsed() < PROBE_EVERY {
             return;
         }
         self.probed = Instant::now();
-        let stream = self.store.inner.kv.stream.clone();
+        let request = self
+            .store
+            .inner
+            .kv
+            .stream
+            .raw_message_builder()
+            .sequence(self.last + 1)
+            .next_by_subject(self.filter.clone());
         self.probe = Some(Box::pin(async move {
-            // An error answer (a refused permission, a stream gone) is an
-            // answer too: the server is not silent.
-            match tokio::time::timeout(PROBE_PATIENCE, stream.get_info()).await {
-                Ok(Ok(_)) => true,
-                Ok(Err(e)) => {
-                    !matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders)
-                }
-                Err(_) => false,
+            match tokio::time::timeout(PROBE_PATIENCE, request.send()).await {
+                Ok(Ok(message)) => Heard::Next(Some(message.sequence)),
+                // `Other`: the request itself failed (timed out, no
+                // responders). Any other error (nothing found, a refused
+                // permission, a stream gone) is an answer: the server is
+                // not silent.
+                Ok(Err(e)) if e.kind() == RawMessageErrorKind::Other => Heard::Silence,
+                Ok(Err(_)) => Heard::Next(None),
+                Err(_) => Heard::Silence,
             }
         }));
+    }
+
+    /// A change the leader has had for `GAP_PATIENCE` that the consumer
+    /// has not delivered: whatever stopped it, the consumer is replaced.
+    fn gap(&mut self) -> Option<Error> {
+        let (next, since) = self.behind?;
+        if self.last >= next {
+            self.behind = None;
+            return None;
+        }
+        if since.elapsed() < GAP_PATIENCE {
+            return None;
+        }
+        self.behind = None;
+        self.stall("the watch's consumer did not deliver a change the stream's leader had for", GAP_PATIENCE)
+    }
+
+    /// The first report of a stall since the consumer was last replaced
+    /// (`None` after that), and the consumer to be replaced.
+    fn stall(&mut self, what: &str, patience: Duration) -> Option<Error> {
+        self.resume = true;
+        let first = !std::mem::replace(&mut self.stalled, true);
+        first.then(|| Error::watch_interrupted(format!("{what} {patience:?}")))
     }
 
     /// The ordered consumer waits out an outage silently (and misses one
@@ -231,7 +294,7 @@ impl Watcher {
         match self.store.watch_consumer(&self.filter, from).await {
             Ok((messages, _)) => {
                 self.messages = messages;
-                (self.resume, self.stalled) = (false, false);
+                (self.resume, self.stalled, self.behind) = (false, false, None);
             }
             Err(e) => tracing::debug!("watch consumer not resumed yet: {e}"),
         }
@@ -244,11 +307,8 @@ impl Watcher {
             // yet) sent nothing for two heartbeat intervals: whatever it
             // applied meanwhile was not seen.
             Err(e) if e.kind() == OrderedErrorKind::MissingHeartbeat => {
-                self.resume = true;
-                let first = !std::mem::replace(&mut self.stalled, true);
-                return first.then(|| {
-                    Err(Error::watch_interrupted("the NATS server sent no heartbeat for 10 s").with_source(e))
-                });
+                let stall = self.stall("the NATS server sent no heartbeat for", Duration::from_secs(10));
+                return stall.map(|stall| Err(stall.with_source(e)));
             }
             // Removed on the server; the replacement starts after the last
             // message seen, so nothing is missed.
