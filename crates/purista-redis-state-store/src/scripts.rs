@@ -232,15 +232,17 @@ return 0"#
 /// counter), version. `INCRBY` on the plain JSON number, then the version
 /// (with the key's expiry). Returns `{1, sum}`, or `{0, stored value}` when
 /// the value is no integer or the sum overflows (nothing written).
+/// `INCRBY` itself is the check: it takes exactly the canonical integers
+/// JSON writes (no sign `+`, leading zero, fraction or exponent) within
+/// `i64`, so the value is read only when it refuses.
 /// Watchers see it through the `incrby` notification, as another client's.
 pub(crate) static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"local k, v = KEYS[1], KEYS[2]
-local cur = redis.call('GET', k)
-if cur and not string.match(cur, '^%-?[0-9]+$') then return {0, cur} end
+local new = ARGV[2] ~= '' and redis.call('EXISTS', k) == 0
 local ok, sum = pcall(redis.call, 'INCRBY', k, ARGV[1])
-if not ok then return {0, cur} end
-if not cur and ARGV[2] ~= '' then redis.call('PEXPIRE', k, ARGV[2]) end
+if not ok then return {0, redis.call('GET', k)} end
+if new then redis.call('PEXPIRE', k, ARGV[2]) end
 local ttl = redis.call('PTTL', k)
 if ttl > 0 then
   redis.call('SET', v, ARGV[3], 'PX', ttl)

@@ -27,7 +27,7 @@ pub async fn counter_basics(factory: &impl Factory) {
     let err = expect_kind(s.increment(&key, 1, None).await, ErrorKind::InvalidValue, "overflow");
     assert_eq!(err.key(), Some(key.as_str()));
     assert_eq!(raw(&*s, &key).await, Some(json!(i64::MAX)));
-    for not_a_counter in [json!("7"), json!(1.5), json!({"n": 1}), json!(null)] {
+    for not_a_counter in [json!("7"), json!(1.5), json!(1e3), json!(-0.0), json!({"n": 1}), json!(null)] {
         s.set(&key, &not_a_counter).await.unwrap();
         let err = expect_kind(s.increment(&key, 1, None).await, ErrorKind::InvalidValue, "not a counter");
         assert_eq!(err.key(), Some(key.as_str()));
