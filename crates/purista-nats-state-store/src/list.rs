@@ -198,15 +198,17 @@ impl Watcher {
                 }
                 _ = self.check.tick() => {
                     self.send_probe();
-                    let lost = self.connection_lost();
-                    if self.resume && self.connected {
-                        self.resume_consumer().await;
-                    }
-                    if let Some(lost) = lost {
+                    // Reported before the consumer is replaced: while the
+                    // cluster elects new leaders that may wait for the
+                    // request timeout, and the caller must know at once.
+                    if let Some(lost) = self.connection_lost() {
                         return Some(Err(lost));
                     }
                     if let Some(gap) = self.gap() {
                         return Some(Err(gap));
+                    }
+                    if self.resume && self.connected {
+                        self.resume_consumer().await;
                     }
                 }
             }
