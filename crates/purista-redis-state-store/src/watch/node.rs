@@ -31,7 +31,9 @@ const UNCLAIMED: Duration = Duration::from_secs(10);
 /// How often the subscriber connection is asked to answer, and how long it
 /// has to: a frozen server (paused, cut off without a reset) closes no
 /// connection, and its notifications would stop without a word; another
-/// primary may meanwhile take writes (after a failover).
+/// primary may meanwhile take writes (after a failover). A message that
+/// arrives meanwhile is an answer too: behind a backlog of notifications
+/// the PING's reply may take longer than its patience.
 const HEARTBEAT: Duration = Duration::from_millis(250);
 const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(1);
 /// `Capabilities::watch_stall`: a ping's wait and its patience, and room
@@ -93,6 +95,8 @@ pub(super) struct Node {
     /// The loss of the connection was reported and it is not back yet
     /// (one error per outage, however many reconnects fail).
     interrupted: bool,
+    /// A message came in since the last PING was sent.
+    heard: bool,
 }
 
 impl Node {
@@ -112,6 +116,7 @@ impl Node {
             tx,
             published: HashMap::new(),
             interrupted: false,
+            heard: false,
         }
     }
 
@@ -131,12 +136,15 @@ impl Node {
                 _ = tx.closed() => break,
                 _ = stopped(&mut ch.stop) => break,
                 _ = retired(&mut retire) => break,
-                _ = beat.tick(), if ping.is_none() => ping.set(Some(heartbeat(sub.clone()))),
+                _ = beat.tick(), if ping.is_none() => {
+                    self.heard = false;
+                    ping.set(Some(heartbeat(sub.clone())));
+                }
                 answered = async { ping.as_mut().as_pin_mut().expect("a ping in flight").await }, if ping.is_some() => {
                     ping.set(None);
                     // fred keeps the connection (a frozen server closes none):
                     // once it answers again, that is said too.
-                    if answered {
+                    if answered || self.heard || !ch.values.is_empty() || !ch.keyspace.is_empty() {
                         self.answered_again();
                     } else {
                         self.interrupt(None, None);
@@ -280,6 +288,7 @@ impl Node {
     }
 
     fn on_value(&mut self, message: Message) {
+        self.heard = true;
         self.check_generation();
         let head = format!("{VALUE_CHANNEL}{}__:", self.db);
         let Some(key) = message.channel.strip_prefix(head.as_str()) else { return };
@@ -312,6 +321,7 @@ impl Node {
     }
 
     fn on_keyspace(&mut self, event: KeyspaceEvent) {
+        self.heard = true;
         self.check_generation();
         // The ETag bookkeeping keys are the store's own, never reported.
         let Some(key) = event.key.into_string().filter(|k| !etag::is_version_key(k)) else { return };
