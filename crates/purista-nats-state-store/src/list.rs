@@ -84,6 +84,10 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_PATIENCE: Duration = Duration::from_secs(1);
 /// How long a change the leader has may stay undelivered.
 const GAP_PATIENCE: Duration = Duration::from_secs(1);
+/// A caller that takes longer than this to ask for the next event was not
+/// reading: what the probes saw meanwhile is dropped. The checks run while
+/// the watch is read (a near cache reads its feed all the time).
+const AWAY: Duration = PROBE_EVERY;
 /// `Capabilities::watch_stall`: a probe's period, its wait or the gap's
 /// patience, a check's period, and room for a busy machine to schedule the
 /// report.
@@ -124,6 +128,7 @@ pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchS
         probe: None,
         probed: Instant::now(),
         behind: None,
+        returned: Instant::now(),
     };
     Ok(Box::pin(futures_util::stream::unfold(watcher, |mut w| async move {
         let next = w.next().await?;
@@ -155,6 +160,8 @@ struct Watcher {
     /// A change the leader has and the consumer had not delivered: its
     /// stream sequence, and when a probe first found it.
     behind: Option<(u64, Instant)>,
+    /// When the last event or error was handed to the caller.
+    returned: Instant,
 }
 
 /// The answer of the probe in flight; never, while there is none.
@@ -168,6 +175,18 @@ async fn answer(probe: &mut Option<Probe>) -> Heard {
 impl Watcher {
     /// The next event or error; `None` once the consumer's subscription ends.
     async fn next(&mut self) -> Option<Result<WatchEvent>> {
+        // A caller that stopped reading for a while left the consumer's
+        // messages unread and a probe's wait running: neither says anything
+        // about the server. The checks start afresh.
+        if self.returned.elapsed() > AWAY {
+            (self.probe, self.behind) = (None, None);
+        }
+        let next = self.follow().await;
+        self.returned = Instant::now();
+        next
+    }
+
+    async fn follow(&mut self) -> Option<Result<WatchEvent>> {
         loop {
             // Both are cancel-safe: the ordered consumer keeps its state
             // between polls.
