@@ -69,6 +69,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>>;
     /// Changes to keys starting with `prefix`, from now on.
     async fn watch(&self, prefix: &str) -> Result<WatchStream>;
+    /// Keys starting with `prefix` that may have changed, from now on: what
+    /// a cache needs. Like [`watch`](StateStore::watch) (errors say events
+    /// may have been lost), but an event may be [`WatchKind::Changed`], with
+    /// no value, and several changes may come as one. Defaults to `watch`;
+    /// a backend with a cheaper feed of names only overrides it.
+    async fn invalidations(&self, prefix: &str) -> Result<WatchStream> {
+        self.watch(prefix).await
+    }
 
     /// The same store with every key under `prefix` (added after the store's
     /// own prefix, stripped from keys handed back).
@@ -324,4 +332,7 @@ pub enum WatchKind {
     Removed,
     /// The value's TTL ran out.
     Expired,
+    /// The value may have changed in any of these ways (an
+    /// [`invalidations`](StateStore::invalidations) feed that names keys only).
+    Changed,
 }

@@ -80,6 +80,9 @@ impl StateStore for Paced {
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         self.0.watch(prefix).await
     }
+    async fn invalidations(&self, prefix: &str) -> Result<WatchStream> {
+        self.0.invalidations(prefix).await
+    }
     fn scoped(self: Arc<Self>, prefix: &str) -> Arc<dyn StateStore> {
         Paced::wrap(self.0.clone().scoped(prefix))
     }

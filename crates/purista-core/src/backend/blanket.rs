@@ -207,25 +207,11 @@ impl<B: Backend> StateStore for B {
     }
 
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
-        traced!(self, "purista.stateStore.watch", async {
-            let config = self.config();
-            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
-            check_prefix(prefix)?;
-            if !Backend::capabilities(self).watch {
-                return Err(unsupported(self, Capability::Watch));
-            }
-            let full = join(&config.key_prefix, prefix);
-            let stream = Backend::watch(self, &full).await.map_err(unprefix(config))?;
-            let key_prefix = config.key_prefix.clone();
-            Ok(Box::pin(stream.filter_map(move |event| {
-                let out = match event {
-                    Ok(e) if !e.key.starts_with(&full) => None,
-                    Ok(e) => Some(Ok(WatchEvent { key: strip(&key_prefix, e.key), kind: e.kind })),
-                    Err(e) => Some(Err(e.map_key(|k| strip(&key_prefix, k)))),
-                };
-                std::future::ready(out)
-            })) as WatchStream)
-        })
+        traced!(self, "purista.stateStore.watch", feed(self, prefix, false))
+    }
+
+    async fn invalidations(&self, prefix: &str) -> Result<WatchStream> {
+        traced!(self, "purista.stateStore.invalidations", feed(self, prefix, true))
     }
 
     fn scoped(self: Arc<Self>, prefix: &str) -> Arc<dyn StateStore> {
@@ -278,4 +264,31 @@ async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()
 /// A lease's TTL: required, and checked and rounded as any other.
 fn lease_ttl<B: Backend>(b: &B, ttl: Duration) -> Result<Duration> {
     check_ttl(b, Some(ttl))?.ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "a lease needs a TTL"))
+}
+
+/// `watch` or `invalidations` (`names_only`): checked, prefixed, and the
+/// prefix stripped from what comes back.
+async fn feed<B: Backend>(store: &B, prefix: &str, names_only: bool) -> Result<WatchStream> {
+    let config = store.config();
+    enabled(config.enable_get, Backend::name(store), GET_DISABLED)?;
+    check_prefix(prefix)?;
+    if !Backend::capabilities(store).watch {
+        return Err(unsupported(store, Capability::Watch));
+    }
+    let full = join(&config.key_prefix, prefix);
+    let stream = if names_only {
+        Backend::invalidations(store, &full).await
+    } else {
+        Backend::watch(store, &full).await
+    }
+    .map_err(unprefix(config))?;
+    let key_prefix = config.key_prefix.clone();
+    Ok(Box::pin(stream.filter_map(move |event| {
+        let out = match event {
+            Ok(e) if !e.key.starts_with(&full) => None,
+            Ok(e) => Some(Ok(WatchEvent { key: strip(&key_prefix, e.key), kind: e.kind })),
+            Err(e) => Some(Err(e.map_key(|k| strip(&key_prefix, k)))),
+        };
+        std::future::ready(out)
+    })) as WatchStream)
 }

@@ -154,6 +154,12 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
     fn watch(&self, _prefix: &str) -> impl Future<Output = Result<WatchStream>> + Send {
         async { Err(unsupported(self, Capability::Watch)) }
     }
+    /// Keys under `prefix` that may have changed (events may be
+    /// [`WatchKind::Changed`](crate::WatchKind::Changed)); defaults to
+    /// [`watch`](Backend::watch). Override when names alone come cheaper.
+    fn invalidations(&self, prefix: &str) -> impl Future<Output = Result<WatchStream>> + Send {
+        Backend::watch(self, prefix)
+    }
     /// Closes connections.
     fn destroy(&self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }

@@ -1,4 +1,4 @@
-//! The invalidation task: follows the store's change feed (`watch("")`) and
+//! The invalidation task: follows the store's change feed (`invalidations("")`) and
 //! drops each key it reports. When the feed is interrupted (an error item:
 //! lag, reconnect gap, lost connection; or the stream ending), events may
 //! have been lost, so the cache is emptied and serves nothing until a new
@@ -39,7 +39,7 @@ pub(super) async fn run(inner: Arc<dyn StateStore>, near: Arc<Near>, mut feed: W
 async fn subscribe(inner: &dyn StateStore) -> WatchStream {
     let mut wait = BACKOFF.0;
     loop {
-        match inner.watch("").await {
+        match inner.invalidations("").await {
             Ok(feed) => return feed,
             Err(e) => {
                 tracing::debug!(store = inner.name(), error = %e, "near cache: cannot watch yet");

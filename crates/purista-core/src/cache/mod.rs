@@ -35,7 +35,9 @@
 //!   touched before it returns (failed writes too: they may have landed), and
 //!   a read that raced the write cannot cache what it read before it.
 //! - **Other instances' writes within the feed delay.** The cache follows the
-//!   store's change feed (`watch("")`) and drops each reported key. The store
+//!   store's change feed ([`invalidations("")`](StateStore::invalidations),
+//!   its `watch` unless the store has a cheaper feed of names) and drops each
+//!   reported key. The store
 //!   declares [`Capabilities::stale_reads`] = [`CacheOptions::max_feed_delay`]
 //!   or the store's [`Capabilities::watch_stall`], whichever is longer,
 //!   and the behaviour suite then skips the cases that need every read fresh.
@@ -144,7 +146,7 @@ impl CachedStore {
         let mut feed = None;
         let mut stale_reads = options.max_age;
         if caps.watch {
-            match inner.watch("").await {
+            match inner.invalidations("").await {
                 Ok(stream) => {
                     feed = Some(stream);
                     // A feed is only as prompt as the store reports its
@@ -380,6 +382,10 @@ impl StateStore for CachedStore {
 
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
         self.inner.watch(prefix).await
+    }
+
+    async fn invalidations(&self, prefix: &str) -> Result<WatchStream> {
+        self.inner.invalidations(prefix).await
     }
 
     fn scoped(self: Arc<Self>, prefix: &str) -> Arc<dyn StateStore> {

@@ -133,6 +133,7 @@ table! {
     watch {
         watch_prefix [Watch], watch_burst_transaction [Watch, Transactions], watch_concurrent_writers [Watch],
         watch_foreign_writers [Watch], watch_expiry [Watch, Ttl], watch_counters [Watch, Counters],
+        invalidations_converge [Watch],
     }
     rate_limit {
         rate_limit_fixed_burst [Counters, Ttl], rate_limit_fixed_window_resets [Counters, Ttl],

@@ -59,6 +59,25 @@ async fn read(store: &dyn StateStore, keys: &[String]) -> HashMap<String, Option
 /// differ, when that does not happen within [`CONVERGE_LIMIT`]. Returns how
 /// many errors the stream yielded.
 async fn converge(store: &dyn StateStore, events: &mut WatchStream, keys: &[String], case: &str) -> usize {
+    converge_by(store, events, keys, case, Follow::Values).await
+}
+
+/// How a consumer learns a key's value from an event.
+#[derive(Clone, Copy, PartialEq)]
+enum Follow {
+    /// From the event (`watch`).
+    Values,
+    /// By reading the key it names (`invalidations`, as a cache does).
+    Names,
+}
+
+async fn converge_by(
+    store: &dyn StateStore,
+    events: &mut WatchStream,
+    keys: &[String],
+    case: &str,
+    follow: Follow,
+) -> usize {
     let want = read(store, keys).await;
     let mut model: HashMap<String, Option<Value>> = keys.iter().map(|k| (k.clone(), None)).collect();
     let mut errors = 0;
@@ -68,8 +87,12 @@ async fn converge(store: &dyn StateStore, events: &mut WatchStream, keys: &[Stri
         match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
             Ok(Some(Ok(e))) => {
                 last_event = Instant::now();
-                let value = match e.kind {
-                    WatchKind::Set { value, .. } => Some(value.decode::<Value>().expect("event JSON")),
+                let value = match (follow, e.kind) {
+                    (Follow::Names, _) => {
+                        store.get_value(&e.key).await.expect("read").map(|j| j.decode().expect("stored JSON"))
+                    }
+                    (_, WatchKind::Set { value, .. }) => Some(value.decode::<Value>().expect("event JSON")),
+                    (_, WatchKind::Changed) => panic!("{case}: watch reported a change without its kind"),
                     _ => None,
                 };
                 // Keys outside the set the case wrote would be a defect too.
@@ -300,4 +323,62 @@ pub async fn watch_counters(factory: &impl Factory) {
     for key in &keys {
         s.remove_state(key).await.unwrap();
     }
+}
+
+/// The feed a near cache follows (`invalidations`): four instances on their
+/// own connections write, remove, increment and let keys expire, at once;
+/// a follower that re-reads each key it is told about converges on the
+/// store's final state.
+pub async fn invalidations_converge(factory: &impl Factory) {
+    let Some(s) = factory.store(StoreConfig::default()).await else { return };
+    if !s.capabilities().watch {
+        eprintln!("[purista-testkit] invalidations_converge: skipped, the store does not watch");
+        return;
+    }
+    let p = format!("{}:", unique("invalidations"));
+    let mut events = s.invalidations(&p).await.expect("invalidations");
+    let keys: Vec<String> = (0..30).map(|i| format!("{p}{i}")).collect();
+    let ttl = s.capabilities().ttl.map(|g| g.max(Duration::from_secs(1)));
+    let counters = s.capabilities().counters;
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let Some(store) = factory.store(StoreConfig::default()).await else { return };
+        let keys = keys.clone();
+        writers.push(tokio::spawn(async move {
+            for j in 0..150 {
+                let key = &keys[(w * 11 + j * 7) % keys.len()];
+                match (j % 6, ttl) {
+                    (5, _) => store.remove_state(key).await.expect("remove"),
+                    (4, Some(ttl)) => {
+                        store.set_with_ttl(key, &json!({"w": w, "ttl": j}), ttl).await.expect("set")
+                    }
+                    // Counters on keys of their own: a counter needs an integer.
+                    (3, _) if counters => {
+                        store.increment(&format!("{key}c"), 1, None).await.expect("incr");
+                    }
+                    _ => store.set(key, &json!({"w": w, "n": j})).await.expect("set"),
+                }
+            }
+            store
+        }));
+    }
+    let mut others = Vec::new();
+    for w in writers {
+        others.push(w.await.expect("writer task"));
+    }
+    let mut all = keys.clone();
+    if counters {
+        all.extend(keys.iter().map(|k| format!("{k}c")));
+    }
+    // Let the keys with a TTL run out (the store tells of expiries too).
+    if let Some(ttl) = ttl {
+        tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+        let _ = read(&*s, &all).await;
+    }
+    let errors = converge_by(&*s, &mut events, &all, "invalidations_converge", Follow::Names).await;
+    report("invalidations_converge", errors);
+    for o in others {
+        let _ = o.destroy().await;
+    }
+    let _ = s.destroy().await;
 }
