@@ -1,7 +1,9 @@
 //! A Redis watch says at once that its connection is lost (server killed),
 //! before the server is back, once per outage; after the restart events flow
 //! again on the same stream; a healthy idle watch reports nothing; a frozen
-//! server (SIGSTOP) loses no event.
+//! server (SIGSTOP) loses no event. Each case runs on both feeds: `watch`
+//! (keyspace notifications) and `invalidations` (`CLIENT TRACKING`, the
+//! near cache's).
 
 use std::time::{Duration, Instant};
 
@@ -19,15 +21,30 @@ async fn within(events: &mut WatchStream, limit: Duration) -> Option<Result<Watc
     Some(item.expect("the watch stream stays open"))
 }
 
+/// Which of the store's two feeds a case follows.
+#[derive(Clone, Copy)]
+enum Via {
+    Watch,
+    Invalidations,
+}
+
+impl Via {
+    async fn open(self, store: &RedisStateStore, prefix: &str) -> WatchStream {
+        match self {
+            Via::Watch => store.watch(prefix).await.unwrap(),
+            Via::Invalidations => store.invalidations(prefix).await.unwrap(),
+        }
+    }
+}
+
 async fn store(server: &Server) -> RedisStateStore {
     RedisStateStore::builder(server.url()).command_timeout(Duration::from_secs(1)).connect().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_is_reported_at_once_and_the_watch_resumes() {
+async fn a_killed_server_is_reported_at_once_and_the_watch_resumes(via: Via) {
     let Some(mut server) = Server::start_dedicated(Kind::Redis, Options::default()).await else { return };
     let store = store(&server).await;
-    let mut events = store.watch("loss:").await.unwrap();
+    let mut events = via.open(&store, "loss:").await;
     store.set("loss:before", &1).await.unwrap();
     let first = within(&mut events, Duration::from_secs(10)).await.expect("event").expect("no error");
     assert_eq!(first.key, "loss:before");
@@ -76,8 +93,7 @@ async fn a_killed_server_is_reported_at_once_and_the_watch_resumes() {
 /// nothing was said, and a near cache served a frozen master's values for
 /// as long as it stayed frozen). Once it goes on, that is said too, and a
 /// write queued meanwhile is still seen.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_server_is_reported_and_loses_no_event() {
+async fn a_frozen_server_is_reported_and_loses_no_event(via: Via) {
     let Some(mut server) = Server::start_dedicated(Kind::Redis, Options::default()).await else { return };
     let watcher = store(&server).await;
     let writer = RedisStateStore::builder(server.url())
@@ -85,7 +101,7 @@ async fn a_frozen_server_is_reported_and_loses_no_event() {
         .connect()
         .await
         .unwrap();
-    let mut events = watcher.watch("frozen:").await.unwrap();
+    let mut events = via.open(&watcher, "frozen:").await;
 
     server.pause().await.expect("pause");
     let frozen = std::time::Instant::now();
@@ -126,11 +142,10 @@ async fn a_frozen_server_is_reported_and_loses_no_event() {
 /// An outage over before anyone looks is still reported: the loss, then the
 /// reconnection (pub/sub replays nothing; a write made before it may be
 /// missed), then the events after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_outage_is_reported_in_order() {
+async fn a_short_outage_is_reported_in_order(via: Via) {
     let Some(mut server) = Server::start_dedicated(Kind::Redis, Options::default()).await else { return };
     let store = store(&server).await;
-    let mut events = store.watch("blip:").await.unwrap();
+    let mut events = via.open(&store, "blip:").await;
     server.kill().await.expect("kill");
     server.start().await.expect("start");
     let mut items = Vec::new();
@@ -153,4 +168,34 @@ async fn a_short_outage_is_reported_in_order() {
     assert!(texts[1..items.len() - 1].iter().any(|t| t.contains("re-established")), "{texts:#?}");
     assert_eq!(items.last().unwrap().as_ref().map(|e| e.key.as_str()).ok(), Some("blip:new"), "{texts:#?}");
     store.destroy().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_is_reported_at_once_and_the_watch_resumes_watch() {
+    a_killed_server_is_reported_at_once_and_the_watch_resumes(Via::Watch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_is_reported_at_once_and_the_watch_resumes_tracking() {
+    a_killed_server_is_reported_at_once_and_the_watch_resumes(Via::Invalidations).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_reported_and_loses_no_event_watch() {
+    a_frozen_server_is_reported_and_loses_no_event(Via::Watch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_reported_and_loses_no_event_tracking() {
+    a_frozen_server_is_reported_and_loses_no_event(Via::Invalidations).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_outage_is_reported_in_order_watch() {
+    a_short_outage_is_reported_in_order(Via::Watch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_outage_is_reported_in_order_tracking() {
+    a_short_outage_is_reported_in_order(Via::Invalidations).await;
 }

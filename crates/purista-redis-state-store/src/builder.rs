@@ -11,7 +11,7 @@ use fred::{
 };
 use purista_core::{Error, ErrorKind, Result, StoreConfig};
 
-use crate::{RedisStateStore, error::Target, replicas::ReplicaWait};
+use crate::{CacheFeed, RedisStateStore, error::Target, replicas::ReplicaWait};
 
 /// How long a command may wait (for a reconnect, or for the answer) by default.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +29,7 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     reconnect: ReconnectPolicy,
     replicas: ReplicaWait,
+    cache_feed: CacheFeed,
 }
 
 #[derive(Clone)]
@@ -68,6 +69,7 @@ impl RedisStoreBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             reconnect: ReconnectPolicy::new_exponential(0, 100, 2_000, 2),
             replicas: ReplicaWait::ForDeployment,
+            cache_feed: CacheFeed::default(),
         }
     }
 
@@ -112,6 +114,13 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Where a near cache's invalidations come from (`CLIENT TRACKING` by
+    /// default; see [`CacheFeed`]).
+    pub fn cache_feed(mut self, feed: CacheFeed) -> Self {
+        self.cache_feed = feed;
+        self
+    }
+
     /// Connects, failing with `Unavailable` (naming the address) when the
     /// server cannot be reached within the connect timeout.
     pub async fn connect(self) -> Result<RedisStateStore> {
@@ -140,7 +149,7 @@ impl RedisStoreBuilder {
         connect_pool(&pool, &target, self.connect_timeout * 2).await?;
         let behind_sentinel = matches!(pool.next().client_config().server, ServerConfig::Sentinel { .. });
         let replicas = self.replicas.resolve(behind_sentinel);
-        Ok(RedisStateStore::open(pool, self.store, target, true, replicas).await)
+        Ok(RedisStateStore::open(pool, self.store, target, true, replicas, self.cache_feed).await)
     }
 }
 
@@ -186,7 +195,7 @@ impl RedisStateStore {
         if !pool.clients().iter().all(|c| c.is_connected()) {
             connect_pool(&pool, &target, DEFAULT_CONNECT_TIMEOUT * 2).await?;
         }
-        Ok(Self::open(pool, config, target, false, None).await)
+        Ok(Self::open(pool, config, target, false, None, CacheFeed::default()).await)
     }
 }
 

@@ -20,3 +20,4 @@ mod watch;
 pub use builder::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, RedisStoreBuilder};
 pub use replicas::DEFAULT_SENTINEL_WAIT;
 pub use store::{RedisStateStore, STORE_NAME};
+pub use watch::CacheFeed;

@@ -16,7 +16,7 @@ use crate::{
     lease, list, redirect,
     replicas::Replicas,
     sentinel, transaction,
-    watch::{self, Watchers, Watches},
+    watch::{self, CacheFeed, Watchers, Watches},
 };
 
 /// The name this store has in traces.
@@ -54,6 +54,8 @@ struct Inner {
     watchers: Watchers,
     /// The running watchers, stopped by `destroy`.
     watches: Watches,
+    /// What `invalidations` follows.
+    cache_feed: CacheFeed,
 }
 
 impl fmt::Debug for RedisStateStore {
@@ -75,6 +77,7 @@ impl RedisStateStore {
         target: Target,
         owned: bool,
         replicas: Option<Replicas>,
+        cache_feed: CacheFeed,
     ) -> Self {
         let cluster = pool.next().is_clustered();
         let db = pool.next().client_config().database.unwrap_or(0);
@@ -94,6 +97,7 @@ impl RedisStateStore {
             follower,
             watchers: Watchers::default(),
             watches: Watches::default(),
+            cache_feed,
         };
         RedisStateStore { inner: Arc::new(inner), config, handle: Handle::new() }
     }
@@ -151,6 +155,10 @@ impl RedisStateStore {
 
     pub(crate) fn watches(&self) -> &Watches {
         &self.inner.watches
+    }
+
+    pub(crate) fn cache_feed(&self) -> CacheFeed {
+        self.inner.cache_feed
     }
 
     /// A fred error of `what` (a command) as the store reports it.
@@ -222,9 +230,11 @@ impl Backend for RedisStateStore {
     }
 
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
-        // From now on every write of this process publishes its value.
-        self.inner.watchers.watching_here();
-        watch::subscribe(self, prefix).await
+        watch::watch(self, prefix).await
+    }
+
+    async fn invalidations(&self, prefix: &str) -> Result<WatchStream> {
+        watch::invalidations(self, prefix).await
     }
 
     async fn destroy(&self) -> Result<()> {

@@ -13,6 +13,11 @@
 //! fred hands the value over first, so every value handed over so far is
 //! taken before a notification is).
 //!
+//! `invalidations` (what a near cache follows) comes instead from
+//! `CLIENT TRACKING` (`tracking`) unless the store was built to use
+//! keyspace notifications for it too ([`CacheFeed`]): names only, on the
+//! same node connections, with the same reports of lost connections.
+//!
 //! Here: subscribing. `node`: one node's events, in order. `stream`:
 //! handing them to a consumer that may be slow. `topology`: following the
 //! Cluster's primaries. `notifications`: switching keyspace notifications
@@ -22,9 +27,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use fred::{
     clients::{Client, SubscriberClient},
-    interfaces::{ClientLike, EventInterface, PubsubInterface},
+    interfaces::{ClientLike, EventInterface, PubsubInterface, TrackingInterface},
     types::{
-        Value,
+        RespVersion, Value,
         config::{Config, PerformanceConfig},
     },
 };
@@ -38,6 +43,7 @@ mod node;
 mod notifications;
 mod stream;
 mod topology;
+mod tracking;
 mod watchers;
 
 pub(crate) use node::STALL_REPORTED;
@@ -71,21 +77,58 @@ impl Watches {
     }
 }
 
-pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<WatchStream> {
+/// Where the store's [`invalidations`](purista_core::StateStore::invalidations)
+/// (the feed a near cache follows) come from. `watch` always follows keyspace
+/// notifications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheFeed {
+    /// `CLIENT TRACKING` in broadcast mode over RESP3 (Redis 6 or later): key
+    /// names only, no server setting needed, and writes need not publish
+    /// their values.
+    #[default]
+    ClientTracking,
+    /// The keyspace notifications `watch` follows (switched on with
+    /// `CONFIG SET` where the server allows it); every write of the process
+    /// then publishes its value.
+    KeyspaceNotifications,
+}
+
+/// What a watcher listens to.
+#[derive(Clone)]
+enum Feed {
+    /// Keyspace notifications and the values this crate's writes publish.
+    Keyspace { patterns: Vec<String> },
+    /// Broadcast tracking of the prefix: names of changed keys.
+    Tracking { prefix: String },
+}
+
+/// `watch`: every change with its value.
+pub(crate) async fn watch(store: &RedisStateStore, prefix: &str) -> Result<WatchStream> {
+    // From now on every write of this process publishes its value.
+    store.watchers().watching_here();
+    let escaped = escape_glob(prefix);
+    let db = store.db();
+    let patterns = vec![format!("__keyspace@{db}__:{escaped}*"), format!("{VALUE_CHANNEL}{db}__:{escaped}*")];
+    subscribe(store, Feed::Keyspace { patterns }).await
+}
+
+/// `invalidations`: names of changed keys, from the feed the store was built with.
+pub(crate) async fn invalidations(store: &RedisStateStore, prefix: &str) -> Result<WatchStream> {
+    match store.cache_feed() {
+        CacheFeed::ClientTracking => subscribe(store, Feed::Tracking { prefix: prefix.to_owned() }).await,
+        CacheFeed::KeyspaceNotifications => watch(store, prefix).await,
+    }
+}
+
+async fn subscribe(store: &RedisStateStore, feed: Feed) -> Result<WatchStream> {
     let stop = store.watches().stop.subscribe();
     if *stop.borrow() {
         let msg = format!("redis at {}: the store was destroyed", store.target().address);
         return Err(Error::new(ErrorKind::Unavailable, msg));
     }
-    let escaped = escape_glob(prefix);
-    let db = store.db();
     let (tx, rx) = mpsc::channel(stream::CHANNEL);
-    let watch = Watch {
-        store: store.detached(),
-        patterns: vec![format!("__keyspace@{db}__:{escaped}*"), format!("{VALUE_CHANNEL}{db}__:{escaped}*")],
-        tx,
-        stop,
-    };
+    let watch = Watch { store: store.detached(), feed, tx, stop };
     let base = store.pool().next();
     if store.is_cluster() {
         let primaries = primaries(base).ok_or_else(|| {
@@ -116,7 +159,7 @@ pub(crate) async fn subscribe(store: &RedisStateStore, prefix: &str) -> Result<W
 #[derive(Clone)]
 struct Watch {
     store: RedisStateStore,
-    patterns: Vec<String>,
+    feed: Feed,
     tx: mpsc::Sender<Result<WatchEvent>>,
     stop: signal::Receiver<bool>,
 }
@@ -134,6 +177,11 @@ impl Watch {
     async fn start(&self, config: Config, slots: Option<SlotRanges>) -> Result<NodeHandle> {
         let base = self.store.pool().next();
         let perf = PerformanceConfig { broadcast_channel_capacity: BROADCAST, ..base.perf_config() };
+        let config = match self.feed {
+            // Invalidations come as pushes on the tracking connection itself.
+            Feed::Tracking { .. } => Config { version: RespVersion::RESP3, ..config },
+            Feed::Keyspace { .. } => config,
+        };
         let sub = SubscriberClient::new(
             config.clone(),
             Some(perf),
@@ -143,21 +191,27 @@ impl Watch {
         let target = self.store.target();
         let opened = async {
             sub.init().await.map_err(|e| target.error(e, "connecting the watcher"))?;
-            notifications::ensure(&self.store, &sub).await?;
-            drop(sub.manage_subscriptions()); // runs detached until the client quits
-            let receivers = (sub.keyspace_event_rx(), sub.message_rx());
-            // One PSUBSCRIBE for both patterns: no write falls between them.
-            sub.psubscribe(self.patterns.clone()).await.map_err(|e| target.error(e, "PSUBSCRIBE"))?;
+            // Made before subscribing: nothing after it is missed.
+            let receivers = (sub.keyspace_event_rx(), sub.message_rx(), sub.invalidation_rx());
+            match &self.feed {
+                Feed::Keyspace { patterns } => {
+                    notifications::ensure(&self.store, &sub).await?;
+                    drop(sub.manage_subscriptions()); // runs detached until the client quits
+                    // One PSUBSCRIBE for both patterns: no write falls between them.
+                    sub.psubscribe(patterns.clone()).await.map_err(|e| target.error(e, "PSUBSCRIBE"))?;
+                }
+                Feed::Tracking { prefix } => tracking::start(&self.store, &sub, prefix).await?,
+            }
             // fred resolves PSUBSCRIBE without waiting for the server's
             // confirmation (it drops it); a PING answered on the same
             // connection proves the server has subscribed, so a write made
             // once `watch` returns is seen.
-            sub.ping::<Value>(None).await.map_err(|e| target.error(e, "PING after PSUBSCRIBE"))?;
+            sub.ping::<Value>(None).await.map_err(|e| target.error(e, "PING after subscribing"))?;
             // Made after the first connection, so they hear only what
             // happens to it and reconnections.
-            Ok::<_, Error>((receivers.0, receivers.1, sub.reconnect_rx(), sub.error_rx()))
+            Ok::<_, Error>((receivers, sub.reconnect_rx(), sub.error_rx()))
         };
-        let (keyspace, values, reconnects, errors) = match opened.await {
+        let ((keyspace, values, invalidations), reconnects, errors) = match opened.await {
             Ok(receivers) => receivers,
             Err(e) => {
                 let _ = sub.quit().await;
@@ -172,8 +226,13 @@ impl Watch {
             }
             None => (None, None),
         };
-        let node = Node::new(self.store.clone(), config, owned.clone(), self.tx.clone());
-        let channels = Channels { keyspace, values, reconnects, errors, retire, stop: self.stop.clone() };
+        let tracking = match &self.feed {
+            Feed::Tracking { prefix } => Some(prefix.clone()),
+            Feed::Keyspace { .. } => None,
+        };
+        let node = Node::new(self.store.clone(), config, tracking, owned.clone(), self.tx.clone());
+        let channels =
+            Channels { keyspace, values, invalidations, reconnects, errors, retire, stop: self.stop.clone() };
         tokio::spawn(node.run(sub, channels));
         Ok(NodeHandle { owned, _retire: retire_tx })
     }

@@ -1,6 +1,7 @@
 //! The watcher of one node: keyspace notifications in the order Redis
 //! applied the changes, each matched with the value a write of this crate
-//! published for it, or else read from the server.
+//! published for it, or else read from the server; or, for
+//! `invalidations`, the names `CLIENT TRACKING` pushes.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -15,13 +16,14 @@ use fred::{
     interfaces::ClientLike,
     types::{
         KeyspaceEvent, Message,
+        client::Invalidation,
         config::{Config, Server},
     },
 };
 use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch as signal};
 
-use super::{notifications, stream::Outbox, topology::Owned};
+use super::{notifications, stream::Outbox, topology::Owned, tracking};
 use crate::{RedisStateStore, entries, etag, scripts::VALUE_CHANNEL};
 
 /// A published value not claimed by its notification within this time
@@ -44,6 +46,7 @@ pub(crate) const STALL_REPORTED: Duration = Duration::from_secs(2);
 pub(super) struct Channels {
     pub(super) keyspace: broadcast::Receiver<KeyspaceEvent>,
     pub(super) values: broadcast::Receiver<Message>,
+    pub(super) invalidations: broadcast::Receiver<Invalidation>,
     pub(super) reconnects: broadcast::Receiver<Server>,
     /// Connection errors: the connection broke, or a reconnect failed.
     pub(super) errors: broadcast::Receiver<(RedisError, Option<Server>)>,
@@ -82,6 +85,9 @@ enum Published {
 pub(super) struct Node {
     store: RedisStateStore,
     config: Config,
+    /// The prefix tracked (`invalidations` by `CLIENT TRACKING`), else
+    /// keyspace notifications.
+    tracking: Option<String>,
     db: u8,
     /// Slot ranges this node owns (Cluster mode), to take each published
     /// value from one node only (PUBLISH reaches every node).
@@ -103,6 +109,7 @@ impl Node {
     pub(super) fn new(
         store: RedisStateStore,
         config: Config,
+        tracking: Option<String>,
         owned: Option<Arc<Owned>>,
         tx: mpsc::Sender<Result<WatchEvent>>,
     ) -> Self {
@@ -110,6 +117,7 @@ impl Node {
             db: store.db(),
             store,
             config,
+            tracking,
             owned,
             generation: 0,
             outbox: Outbox::new(tx.clone()),
@@ -144,7 +152,8 @@ impl Node {
                     ping.set(None);
                     // fred keeps the connection (a frozen server closes none):
                     // once it answers again, that is said too.
-                    if answered || self.heard || !ch.values.is_empty() || !ch.keyspace.is_empty() {
+                    let queued = !ch.values.is_empty() || !ch.keyspace.is_empty() || !ch.invalidations.is_empty();
+                    if answered || self.heard || queued {
                         self.answered_again();
                     } else {
                         self.interrupt(None, None);
@@ -161,7 +170,7 @@ impl Node {
                 // Then: what arrives after a reconnection is reported after the gap.
                 r = ch.reconnects.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
-                    r => self.on_reconnect(r.ok()).await,
+                    r => self.on_reconnect(r.ok(), &sub).await,
                 },
                 // Values before notifications (cheaper to hold than to read).
                 m = ch.values.recv() => match m {
@@ -181,6 +190,11 @@ impl Node {
                         }
                         self.on_keyspace(e);
                     }
+                    Err(broadcast::error::RecvError::Lagged(n)) => self.lost(n, &mut ch.values),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                i = ch.invalidations.recv() => match i {
+                    Ok(i) => self.on_invalidation(i),
                     Err(broadcast::error::RecvError::Lagged(n)) => self.lost(n, &mut ch.values),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -262,15 +276,21 @@ impl Node {
     /// Pub/sub keeps nothing for a connection that is gone: say that changes
     /// may have been missed, so that the watcher can read afresh, and forget
     /// the values still expected from before. A restarted server may have
-    /// notifications off again: switched on.
-    async fn on_reconnect(&mut self, server: Option<Server>) {
+    /// notifications off again: switched on. A new connection tracks
+    /// nothing: tracking is switched on again (before the report, so that
+    /// changes after it are seen).
+    async fn on_reconnect(&mut self, server: Option<Server>, sub: &SubscriberClient) {
         self.interrupted = false;
         self.published.clear();
         let server = server.map_or_else(|| "the server".to_owned(), |s| s.to_string());
         let mut msg = format!(
             "watch: the connection to {server} was re-established; changes made while it was down were not seen"
         );
-        if let Err(e) = notifications::renew(&self.store, self.config.clone()).await {
+        let renewed = match &self.tracking {
+            Some(prefix) => tracking::start(&self.store, sub, prefix).await,
+            None => notifications::renew(&self.store, self.config.clone()).await,
+        };
+        if let Err(e) = renewed {
             msg = format!("{msg}; {e}");
         }
         self.outbox.push(Err(Error::new(ErrorKind::Unavailable, msg)));
@@ -318,6 +338,24 @@ impl Node {
             self.published.remove(key);
         }
         claimed.map(|(_, p)| p)
+    }
+
+    /// Names pushed by `CLIENT TRACKING` (several changes to a key between
+    /// two pushes come as one name). None at all: the database was flushed.
+    fn on_invalidation(&mut self, invalidation: Invalidation) {
+        self.heard = true;
+        if invalidation.keys.is_empty() {
+            let msg = format!("redis at {} dropped every key (FLUSHDB or FLUSHALL)", invalidation.server);
+            self.outbox.push(Err(Error::watch_interrupted(msg)));
+            return;
+        }
+        for key in invalidation.keys {
+            // The ETag bookkeeping keys are the store's own, never reported.
+            if let Some(key) = key.into_string().filter(|k| !etag::is_version_key(k)) {
+                self.outbox.push(Ok(WatchEvent { key, kind: WatchKind::Changed }));
+            }
+        }
+        self.check_held();
     }
 
     fn on_keyspace(&mut self, event: KeyspaceEvent) {

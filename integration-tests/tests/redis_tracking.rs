@@ -1,0 +1,81 @@
+//! The near cache's feed on Redis, `CLIENT TRACKING`, on a server that
+//! refuses `CONFIG` (as managed servers often do): `watch` cannot switch
+//! keyspace notifications on and says how, while `invalidations` and a near
+//! cache over it work, hearing other clients' writes, removes, increments
+//! and expiries under the prefix only, with no pattern subscription.
+//! (Lost connections: `redis_watch_loss.rs` runs each case on this feed too;
+//! every suite run over Redis follows it in `invalidations_converge` and the
+//! cached suites.)
+
+mod support_redis;
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use integration_tests::fixtures::RedisServer;
+use purista_core::{CacheOptions, CachedStore, ErrorKind, StateStore, StateStoreExt, WatchKind};
+use purista_redis_state_store::{
+    RedisStateStore,
+    fred::{interfaces::KeysInterface, types::Expiration},
+};
+use support_redis::watch::{command, raw};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_needs_no_config_command() {
+    let Some(server) = RedisServer::new("redis-tracking").without_config_command().start().await else {
+        return;
+    };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let raw = raw(&server).await;
+
+    let refused = store.watch("t:").await.err().expect("watch needs keyspace notifications");
+    assert_eq!(refused.kind(), ErrorKind::Unsupported, "{refused}");
+    assert!(refused.to_string().contains("notify-keyspace-events"), "says how: {refused}");
+
+    let mut names = store.invalidations("t:").await.expect("invalidations need no CONFIG");
+    let _: () = raw.set("t:a", "1", None, None, false).await.unwrap();
+    let _: () = raw.set("outside:x", "1", None, None, false).await.unwrap();
+    let _: i64 = raw.incr("t:n").await.unwrap();
+    let _: i64 = raw.del("t:a").await.unwrap();
+    let _: () = raw.set("t:e", "1", Some(Expiration::PX(200)), None, false).await.unwrap();
+    let want: HashSet<&str> = ["t:a", "t:n", "t:e"].into();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !want.iter().all(|k| seen.contains(*k)) {
+        assert!(Instant::now() < deadline, "named within 10 s: saw {seen:?}");
+        // Redis expires a key when it is touched, or by its own sampling.
+        let _: Option<String> = raw.get("t:e").await.unwrap();
+        let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(300), names.next()).await else {
+            continue;
+        };
+        let event = item.expect("no error");
+        assert_eq!(event.kind, WatchKind::Changed, "names only: {event:?}");
+        assert!(want.contains(event.key.as_str()), "only keys under the prefix: {event:?}");
+        seen.insert(event.key);
+    }
+    // The feed subscribes to no pattern (`watch` would, for each node).
+    let patterns = command(&raw, "PUBSUB", vec!["NUMPAT"]).await;
+    assert_eq!(patterns.as_i64(), Some(0), "no pattern subscription: {patterns:?}");
+
+    // A near cache over it hears another client's write.
+    // (Written first: its own invalidation would drop the first read.)
+    let _: () = raw.set("k", "1", None, None, false).await.unwrap();
+    let cached = CachedStore::new(Arc::new(store.clone()), CacheOptions::default()).await.unwrap();
+    assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
+    assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
+    assert!(cached.metrics().hits >= 1, "served from the cache: {:?}", cached.metrics());
+    let written = Instant::now();
+    let _: () = raw.set("k", "2", None, None, false).await.unwrap();
+    let bound = cached.capabilities().stale_reads.expect("a declared bound");
+    while cached.get::<i64>("k").await.unwrap() != Some(2) {
+        assert!(written.elapsed() < bound, "the foreign write is read within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("[redis_tracking] a foreign write was read {:?} after it", written.elapsed());
+    cached.destroy().await.unwrap();
+    store.destroy().await.unwrap();
+}
