@@ -292,3 +292,48 @@ async fn keys_too_long_once_mapped_are_refused_before_sending() {
     store.set(&fits, &2).await.unwrap();
     assert_eq!(store.get::<i32>(&fits).await.unwrap(), Some(2));
 }
+
+/// `invalidations` (a near cache's feed) asks the server for headers only:
+/// another instance's large writes reach the follower as names, not values.
+/// (Its gap probe may fetch one message whole if it asks while that write
+/// is on its way: the bound leaves room for that, not for the values.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_carry_names_not_values() {
+    let Some(url) = url().await else { return };
+    let bucket = support_nats::bucket("names-only");
+    let on_bucket = || {
+        NatsStateStore::builder()
+            .server(&url)
+            .bucket(&bucket)
+            .storage(purista_nats_state_store::Storage::Memory)
+    };
+    let follower = on_bucket().connect().await.unwrap();
+    let writer = on_bucket().connect().await.unwrap();
+    let p = format!("{}.", unique("inv"));
+    let mut names = follower.invalidations(&p).await.unwrap();
+    let big = "x".repeat(256 * 1024);
+    let received = || follower.client().statistics().in_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let before = received();
+    for i in 0..5 {
+        writer.set(&format!("{p}{i}"), &big).await.unwrap();
+    }
+    writer.remove_state(&format!("{p}0")).await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 6 {
+        let event = tokio::time::timeout(Duration::from_secs(10), names.next())
+            .await
+            .expect("named within 10 s")
+            .expect("stream open")
+            .expect("no error");
+        kinds.push((event.key, event.kind));
+    }
+    let got = received() - before;
+    // (Not printed whole: a `Set` would hold 256 KiB.)
+    let changed = kinds[..5].iter().filter(|(_, k)| *k == WatchKind::Changed).count();
+    assert_eq!(changed, 5, "every write named as Changed, without its value");
+    assert_eq!(kinds[5], (format!("{p}0"), WatchKind::Removed));
+    assert!(got < 640 * 1024, "the follower received {got} bytes for 5 writes of 256 KiB");
+    eprintln!("[nats_backend] 5 writes of 256 KiB reached the follower as {got} bytes");
+    follower.destroy().await.unwrap();
+    writer.destroy().await.unwrap();
+}

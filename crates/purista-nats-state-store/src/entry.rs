@@ -81,6 +81,12 @@ pub(crate) fn watch_kind(headers: &HeaderMap, payload: Bytes, revision: Option<u
         .unwrap_or_else(|| WatchKind::Set { value: Json::from_stored(payload), etag: revision.map(etag) })
 }
 
+/// A names-only event's kind: a removal or expiry as the headers say, any
+/// write as `Changed` (its value was not sent).
+pub(crate) fn change_kind(headers: &HeaderMap) -> WatchKind {
+    marker(headers).unwrap_or(WatchKind::Changed)
+}
+
 /// The ETag of a revision: the revision (stream sequence) in decimal.
 pub(crate) fn etag(revision: u64) -> ETag {
     ETag::new(revision.to_string())

@@ -45,7 +45,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use crate::{
     NatsStateStore,
     bucket::JS_API,
-    entry::{Current, watch_kind},
+    entry::{Current, change_kind, watch_kind},
     error, key,
 };
 
@@ -107,10 +107,12 @@ enum Heard {
 type Probe = Pin<Box<dyn Future<Output = Heard> + Send>>;
 
 /// `Backend::watch`: every change under `prefix` from now on, in stream
-/// order, and an error as soon as the connection is lost.
-pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchStream> {
+/// order, and an error as soon as the connection is lost. `names_only`
+/// (`invalidations`): the server sends each message's headers without its
+/// value (`headers_only`), and a write is reported as `Changed`.
+pub(crate) async fn watch(store: &NatsStateStore, prefix: &str, names_only: bool) -> Result<WatchStream> {
     let (filter, encoded) = store.prefix_filter(prefix);
-    let (messages, last) = store.watch_consumer(&filter, DeliverPolicy::New).await?;
+    let (messages, last) = store.watch_consumer(&filter, DeliverPolicy::New, names_only).await?;
     let mut check = tokio::time::interval(CONNECTION_CHECK);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = &store.inner.client;
@@ -119,6 +121,7 @@ pub(crate) async fn watch(store: &NatsStateStore, prefix: &str) -> Result<WatchS
         messages,
         filter,
         encoded,
+        names_only,
         check,
         connected: client.connection_state() == State::Connected,
         connects: client.statistics().connects.load(Relaxed),
@@ -142,6 +145,8 @@ struct Watcher {
     messages: push::Ordered,
     filter: String,
     encoded: String,
+    /// Values are not asked for (`invalidations`).
+    names_only: bool,
     check: Interval,
     /// The connection was up at the last check.
     connected: bool,
@@ -312,7 +317,7 @@ impl Watcher {
     /// next check if the server cannot create it yet.
     async fn resume_consumer(&mut self) {
         let from = DeliverPolicy::ByStartSequence { start_sequence: self.last + 1 };
-        match self.store.watch_consumer(&self.filter, from).await {
+        match self.store.watch_consumer(&self.filter, from, self.names_only).await {
             Ok((messages, _)) => {
                 self.messages = messages;
                 (self.resume, self.stalled, self.behind) = (false, false, None);
@@ -344,7 +349,10 @@ impl Watcher {
         self.last = revision.unwrap_or(self.last).max(self.last);
         let headers = message.headers.clone().unwrap_or_default();
         self.store.store_key(message.subject.as_str(), &self.encoded).map(|key| {
-            let kind = watch_kind(&headers, message.payload.clone(), revision);
+            let kind = match self.names_only {
+                true => change_kind(&headers),
+                false => watch_kind(&headers, message.payload.clone(), revision),
+            };
             Ok(WatchEvent { key, kind })
         })
     }
@@ -360,7 +368,12 @@ impl NatsStateStore {
 
     /// An ordered consumer on the changes under `filter` from `from`, and
     /// the stream sequence it starts after.
-    async fn watch_consumer(&self, filter: &str, from: DeliverPolicy) -> Result<(push::Ordered, u64)> {
+    async fn watch_consumer(
+        &self,
+        filter: &str,
+        from: DeliverPolicy,
+        headers_only: bool,
+    ) -> Result<(push::Ordered, u64)> {
         let consumer = self
             .inner
             .kv
@@ -371,6 +384,7 @@ impl NatsStateStore {
                 filter_subject: filter.to_owned(),
                 replay_policy: ReplayPolicy::Instant,
                 deliver_policy: from,
+                headers_only,
                 ..Default::default()
             })
             .await

@@ -168,7 +168,11 @@ impl Backend for NatsStateStore {
     }
 
     async fn watch(&self, prefix: &str) -> Result<WatchStream> {
-        list::watch(self, prefix).await
+        list::watch(self, prefix, false).await
+    }
+
+    async fn invalidations(&self, prefix: &str) -> Result<WatchStream> {
+        list::watch(self, prefix, true).await
     }
 
     async fn destroy(&self) -> Result<()> {
