@@ -2,7 +2,8 @@
 //! refuses `CONFIG` (as managed servers often do): `watch` cannot switch
 //! keyspace notifications on and says how, while `invalidations` and a near
 //! cache over it work, hearing other clients' writes, removes, increments
-//! and expiries under the prefix only, with no pattern subscription.
+//! and expiries under the prefix only, with no pattern subscription. A
+//! server without `CLIENT` gets keyspace notifications instead.
 //! (Lost connections: `redis_watch_loss.rs` runs each case on this feed too;
 //! every suite run over Redis follows it in `invalidations_converge` and the
 //! cached suites.)
@@ -20,13 +21,26 @@ use integration_tests::fixtures::RedisServer;
 use purista_core::{CacheOptions, CachedStore, ErrorKind, StateStore, StateStoreExt, WatchKind};
 use purista_redis_state_store::{
     RedisStateStore,
-    fred::{interfaces::KeysInterface, types::Expiration},
+    fred::{clients::Client, interfaces::KeysInterface, types::Expiration},
 };
 use support_redis::watch::{command, raw};
 
+/// Another client sets `k` (cached as 1) to 2: read through `cached`
+/// within its declared bound. How long that took.
+async fn foreign_write_read(cached: &CachedStore, raw: &Client) -> Duration {
+    let written = Instant::now();
+    let _: () = raw.set("k", "2", None, None, false).await.unwrap();
+    let bound = cached.capabilities().stale_reads.expect("a declared bound");
+    while cached.get::<i64>("k").await.unwrap() != Some(2) {
+        assert!(written.elapsed() < bound, "the foreign write is read within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    written.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracking_needs_no_config_command() {
-    let Some(server) = RedisServer::new("redis-tracking").without_config_command().start().await else {
+    let Some(server) = RedisServer::new("redis-tracking").without_command("CONFIG").start().await else {
         return;
     };
     let store = RedisStateStore::connect(&server.url()).await.unwrap();
@@ -68,14 +82,29 @@ async fn tracking_needs_no_config_command() {
     assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
     assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
     assert!(cached.metrics().hits >= 1, "served from the cache: {:?}", cached.metrics());
-    let written = Instant::now();
-    let _: () = raw.set("k", "2", None, None, false).await.unwrap();
-    let bound = cached.capabilities().stale_reads.expect("a declared bound");
-    while cached.get::<i64>("k").await.unwrap() != Some(2) {
-        assert!(written.elapsed() < bound, "the foreign write is read within {bound:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    eprintln!("[redis_tracking] a foreign write was read {:?} after it", written.elapsed());
+    let delay = foreign_write_read(&cached, &raw).await;
+    eprintln!("[redis_tracking] a foreign write was read {delay:?} after it");
+    cached.destroy().await.unwrap();
+    store.destroy().await.unwrap();
+}
+
+/// A server that refuses `CLIENT TRACKING` (here: no `CLIENT` command, as
+/// before Redis 6 or under an ACL without it): the near cache follows
+/// keyspace notifications instead and still hears another client's write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tracking_the_cache_follows_keyspace_notifications() {
+    let Some(server) = RedisServer::new("redis-no-client").without_command("CLIENT").start().await else {
+        return;
+    };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let raw = raw(&server).await;
+    let _: () = raw.set("k", "1", None, None, false).await.unwrap();
+    let cached = CachedStore::new(Arc::new(store.clone()), CacheOptions::default()).await.unwrap();
+    assert!(cached.serving(), "the cache is on");
+    let patterns = command(&raw, "PUBSUB", vec!["NUMPAT"]).await;
+    assert!(patterns.as_i64() > Some(0), "the fallback subscribes to keyspace notifications: {patterns:?}");
+    assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
+    foreign_write_read(&cached, &raw).await;
     cached.destroy().await.unwrap();
     store.destroy().await.unwrap();
 }

@@ -157,6 +157,7 @@ impl CachedStore {
                 }
                 // Reads disabled by config (watching is a read) or no feed after all.
                 Err(e) if matches!(e.kind(), ErrorKind::Disabled | ErrorKind::Unsupported) => {
+                    tracing::warn!(store = inner.name(), reason = %e, "the store's change feed cannot be followed");
                     stale_reads = None;
                 }
                 Err(e) => return Err(e),

@@ -113,11 +113,23 @@ pub(crate) async fn watch(store: &RedisStateStore, prefix: &str) -> Result<Watch
     subscribe(store, Feed::Keyspace { patterns }).await
 }
 
-/// `invalidations`: names of changed keys, from the feed the store was built with.
+/// `invalidations`: names of changed keys, from the feed the store was built
+/// with. A server that refuses `CLIENT TRACKING` (older than 6, or an ACL
+/// without it) is followed by keyspace notifications instead, if it allows
+/// those.
 pub(crate) async fn invalidations(store: &RedisStateStore, prefix: &str) -> Result<WatchStream> {
-    match store.cache_feed() {
-        CacheFeed::ClientTracking => subscribe(store, Feed::Tracking { prefix: prefix.to_owned() }).await,
-        CacheFeed::KeyspaceNotifications => watch(store, prefix).await,
+    if store.cache_feed() == CacheFeed::KeyspaceNotifications {
+        return watch(store, prefix).await;
+    }
+    match subscribe(store, Feed::Tracking { prefix: prefix.to_owned() }).await {
+        Err(refused) if refused.kind() == ErrorKind::Unsupported => {
+            tracing::info!(address = %store.target().address, reason = %refused, "following keyspace notifications instead");
+            watch(store, prefix).await.map_err(|e| {
+                let msg = format!("no change feed: {refused}; and keyspace notifications: {e}");
+                Error::new(ErrorKind::Unsupported, msg)
+            })
+        }
+        other => other,
     }
 }
 

@@ -12,7 +12,7 @@ use fred::{
     interfaces::ClientInterface,
     types::{Value, client::Toggle},
 };
-use purista_core::{Error, Result};
+use purista_core::{Error, ErrorKind, Result};
 
 use crate::RedisStateStore;
 
@@ -20,15 +20,19 @@ use crate::RedisStateStore;
 /// (all keys when it is empty); invalidations then come on it as pushes.
 pub(super) async fn start(store: &RedisStateStore, sub: &SubscriberClient, prefix: &str) -> Result<()> {
     let prefixes: Vec<String> = if prefix.is_empty() { Vec::new() } else { vec![prefix.to_owned()] };
-    match sub.client_tracking::<Value, _, _>(Toggle::On, None, prefixes, true, false, false, false).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let how = format!(
-                "redis at {} refused CLIENT TRACKING (it needs Redis 6 or later); build the store with \
-                 `cache_feed(CacheFeed::KeyspaceNotifications)` to follow keyspace notifications instead",
-                store.target().address
-            );
-            Err(store.target().with_source(Error::unsupported(how), e))
+    let done =
+        sub.client_tracking::<Value, _, _>(Toggle::On, None, prefixes, true, false, false, false).await;
+    done.map(drop).map_err(|e| {
+        let failed = store.target().error(e, "CLIENT TRACKING");
+        // A refusal (unknown command, no permission), not a connection
+        // that failed: the server cannot give this feed.
+        if failed.kind() != ErrorKind::Backend {
+            return failed;
         }
-    }
+        let how = format!(
+            "redis at {} refused CLIENT TRACKING (it needs Redis 6 or later)",
+            store.target().address
+        );
+        Error::unsupported(how).with_source(failed)
+    })
 }
