@@ -108,3 +108,47 @@ async fn without_tracking_the_cache_follows_keyspace_notifications() {
     cached.destroy().await.unwrap();
     store.destroy().await.unwrap();
 }
+
+/// A follower that does not read while 5,000 keys change loses nothing
+/// unless it says so ("fell behind"), and names a later write either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_named_or_reported_and_later_writes_are_named() {
+    let Some(server) = RedisServer::new("redis-tracking-load").start().await else { return };
+    let store = RedisStateStore::connect(&server.url()).await.unwrap();
+    let raw = raw(&server).await;
+    let mut names = store.invalidations("lag:").await.unwrap();
+    let keys: Vec<String> = (0..5000).map(|i| format!("lag:{i}")).collect();
+    futures_util::future::join_all(keys.iter().map(|k| {
+        let raw = &raw;
+        async move {
+            let _: () = raw.set(k.as_str(), "1", None, None, false).await.unwrap();
+        }
+    }))
+    .await;
+    let (mut seen, mut errors) = (HashSet::new(), Vec::new());
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(2), names.next()).await {
+        match item {
+            Ok(event) => drop(seen.insert(event.key)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert!(errors.iter().all(|e| e.contains("fell behind")), "{errors:?}");
+    assert!(
+        seen.len() == keys.len() || !errors.is_empty(),
+        "{} of {} named, no error",
+        seen.len(),
+        keys.len()
+    );
+    let _: () = raw.set("lag:final", "1", None, None, false).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), names.next()).await {
+            Ok(Some(Ok(event))) if event.key == "lag:final" => break,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => assert!(e.to_string().contains("fell behind"), "{e}"),
+            Ok(None) => panic!("stream ended"),
+            Err(_) => panic!("the later write was not named within 10 s"),
+        }
+    }
+    eprintln!("[redis_tracking] backlog of {}: {} named, {} error(s)", keys.len(), seen.len(), errors.len());
+    store.destroy().await.unwrap();
+}
