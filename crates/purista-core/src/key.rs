@@ -8,18 +8,19 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 /// Checks a key: any non-empty UTF-8 string of at most [`MAX_KEY_BYTES`].
 /// Backends map valid keys onto what they can store.
+#[inline]
 pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES { invalid_key(key) } else { Ok(()) }
+}
+
+#[cold]
+fn invalid_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::new(ErrorKind::InvalidKey, "key is empty"));
     }
-    if key.len() > MAX_KEY_BYTES {
-        // Name the length, not the (possibly huge) key.
-        return Err(Error::new(
-            ErrorKind::InvalidKey,
-            format!("key is {} bytes long, the limit is {MAX_KEY_BYTES}", key.len()),
-        ));
-    }
-    Ok(())
+    // Name the length, not the (possibly huge) key.
+    let msg = format!("key is {} bytes long, the limit is {MAX_KEY_BYTES}", key.len());
+    Err(Error::new(ErrorKind::InvalidKey, msg))
 }
 
 /// Puts `prefix` before `key` (no allocation-free path: backends need owned keys).

@@ -10,10 +10,14 @@ use crate::{
 
 use super::{Backend, MAX_TTL};
 
+/// Inlined: every call passes it, and the check is one flag.
+#[inline]
 pub(super) fn enabled(on: bool, store: &str, message: &'static str) -> Result<()> {
-    if on {
-        return Ok(());
-    }
+    if on { Ok(()) } else { disabled(store, message) }
+}
+
+#[cold]
+fn disabled(store: &str, message: &'static str) -> Result<()> {
     tracing::error!(store, "{message}");
     Err(Error::disabled(message))
 }
