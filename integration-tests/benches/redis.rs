@@ -63,10 +63,12 @@ fn main() {
     c.final_summary();
 }
 
-/// What a near cache's feed costs the writes of its process: with
-/// `CLIENT TRACKING` (the default) a `set_state` stays one `MSET`; with
-/// keyspace notifications every write goes through the script that
-/// publishes its value (its watchers need it). Beside fred's `SET`.
+/// What a near cache's feed costs the writes of its process, 64 tasks
+/// writing at once: with `CLIENT TRACKING` (the default) a `set_state` stays
+/// one `MSET`; with keyspace notifications every write goes through the
+/// script that publishes its value (watchers need it). Beside fred's `SET`.
+/// The tracking side runs first: a pattern subscription anywhere on the
+/// server (the other side's) makes every store publish.
 fn cached_writes(c: &mut criterion::Criterion, rt: &tokio::runtime::Runtime, url: &str, raw: &Client) {
     let cached = |feed| {
         rt.block_on(async {
@@ -74,26 +76,37 @@ fn cached_writes(c: &mut criterion::Criterion, rt: &tokio::runtime::Runtime, url
             CachedStore::new(Arc::new(store), CacheOptions::default()).await.expect("a near cache")
         })
     };
-    let tracking = cached(CacheFeed::ClientTracking);
-    let keyspace = cached(CacheFeed::KeyspaceNotifications);
     let value = purista_core::Json::encode(&"a session").unwrap();
-    let mut g = c.benchmark_group("redis/cached_set");
-    g.bench_function("client_tracking", |b| {
-        b.to_async(rt).iter(|| async { tracking.set_state("bench.cached_set", value.clone()).await.unwrap() })
-    });
-    g.bench_function("keyspace_notifications", |b| {
-        b.to_async(rt).iter(|| async { keyspace.set_state("bench.cached_set", value.clone()).await.unwrap() })
-    });
+    let tasks = harness::TASKS;
+    let mut g = c.benchmark_group(format!("redis/cached_set_{tasks}_tasks"));
+    g.throughput(criterion::Throughput::Elements((tasks * harness::CAS_EACH) as u64));
+    let write = |store: Arc<CachedStore>| {
+        let value = value.clone();
+        move |b: &mut criterion::Bencher| {
+            b.to_async(rt).iter(|| {
+                let value = value.clone();
+                harness::in_tasks(tasks, store.clone(), "bench.cached_set".to_owned(), move |s, k| {
+                    let value = value.clone();
+                    async move { s.set_state(&k, value).await.unwrap() }
+                })
+            })
+        }
+    };
+    let tracking = cached(CacheFeed::ClientTracking);
+    g.bench_function("client_tracking", write(tracking.clone()));
+    rt.block_on(tracking.destroy()).unwrap();
+    let fred = Arc::new(raw.clone());
     g.bench_function("raw", |b| {
-        b.to_async(rt).iter(|| async {
-            raw.set::<(), _, _>("bench.cached_set", value.clone().into_bytes(), None, None, false)
-                .await
-                .unwrap()
+        b.to_async(rt).iter(|| {
+            let value = value.clone();
+            harness::in_tasks(tasks, fred.clone(), "bench.cached_set".to_owned(), move |r, k| {
+                let value = value.clone().into_bytes();
+                async move { r.set::<(), _, _>(k, value, None, None, false).await.unwrap() }
+            })
         })
     });
+    let keyspace = cached(CacheFeed::KeyspaceNotifications);
+    g.bench_function("keyspace_notifications", write(keyspace.clone()));
+    rt.block_on(keyspace.destroy()).unwrap();
     g.finish();
-    rt.block_on(async {
-        let _ = tracking.destroy().await;
-        let _ = keyspace.destroy().await;
-    });
 }

@@ -141,7 +141,7 @@ pub fn run<R: Raw>(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dy
 }
 
 /// `tasks` tasks, each running `op` [`CAS_EACH`] times on `target` and `key`.
-async fn in_tasks<T, F, Fut>(tasks: usize, target: Arc<T>, key: String, op: F)
+pub async fn in_tasks<T, F, Fut>(tasks: usize, target: Arc<T>, key: String, op: F)
 where
     T: Send + Sync + ?Sized + 'static,
     F: Fn(Arc<T>, String) -> Fut + Clone + Send + 'static,
