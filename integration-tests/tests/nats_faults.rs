@@ -162,13 +162,21 @@ async fn cluster_node_death_loses_no_acknowledged_write() {
     let connected = store.client().server_info().port;
     let store: Arc<dyn StateStore> = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
-    let task = writer(store.clone(), stop.clone(), Arc::default());
+    let acks = Arc::new(AtomicU64::new(0));
+    let task = writer(store.clone(), stop.clone(), acks.clone());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     // Kill the node the client is connected to: the client must move on too.
     let victim = cluster.nodes.iter().position(|n| n.port() == connected).unwrap_or(0);
     cluster.nodes[victim].kill();
     let killed = Instant::now();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Writes stop until the stream has a leader again: when the dead node
+    // led it, the election alone may take nats-server's longest election
+    // timeout (9 s), more on a busy machine (an 8 s window once saw none).
+    // Wait for 200 writes after the kill, for at most 40 s.
+    let before = acks.load(Ordering::Relaxed);
+    while acks.load(Ordering::Relaxed) < before + 200 && killed.elapsed() < Duration::from_secs(40) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let written = task.await.expect("writer");
     let after = written.acked.iter().filter(|(_, t)| *t > killed).count();
