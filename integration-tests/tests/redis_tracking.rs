@@ -17,13 +17,25 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use integration_tests::fixtures::RedisServer;
+use integration_tests::fixtures::{Process, RedisServer};
 use purista_core::{CacheOptions, CachedStore, ErrorKind, StateStore, StateStoreExt, WatchKind};
 use purista_redis_state_store::{
     RedisStateStore,
     fred::{clients::Client, interfaces::KeysInterface, types::Expiration},
 };
 use support_redis::watch::{command, raw};
+
+/// The store under test and a raw client beside it, on `server`.
+async fn clients(server: &Process) -> (RedisStateStore, Client) {
+    (RedisStateStore::connect(&server.url()).await.unwrap(), raw(server).await)
+}
+
+/// `k` set to 1 by the raw client, then a near cache over `store`.
+/// (Written first: its own invalidation would drop the cache's first read.)
+async fn cache_with_k(store: &RedisStateStore, raw: &Client) -> Arc<CachedStore> {
+    let _: () = raw.set("k", "1", None, None, false).await.unwrap();
+    CachedStore::new(Arc::new(store.clone()), CacheOptions::default()).await.unwrap()
+}
 
 /// Another client sets `k` (cached as 1) to 2: read through `cached`
 /// within its declared bound. How long that took.
@@ -43,8 +55,7 @@ async fn tracking_needs_no_config_command() {
     let Some(server) = RedisServer::new("redis-tracking").without_command("CONFIG").start().await else {
         return;
     };
-    let store = RedisStateStore::connect(&server.url()).await.unwrap();
-    let raw = raw(&server).await;
+    let (store, raw) = clients(&server).await;
 
     let refused = store.watch("t:").await.err().expect("watch needs keyspace notifications");
     assert_eq!(refused.kind(), ErrorKind::Unsupported, "{refused}");
@@ -76,9 +87,7 @@ async fn tracking_needs_no_config_command() {
     assert_eq!(patterns.as_i64(), Some(0), "no pattern subscription: {patterns:?}");
 
     // A near cache over it hears another client's write.
-    // (Written first: its own invalidation would drop the first read.)
-    let _: () = raw.set("k", "1", None, None, false).await.unwrap();
-    let cached = CachedStore::new(Arc::new(store.clone()), CacheOptions::default()).await.unwrap();
+    let cached = cache_with_k(&store, &raw).await;
     assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
     assert_eq!(cached.get::<i64>("k").await.unwrap(), Some(1));
     assert!(cached.metrics().hits >= 1, "served from the cache: {:?}", cached.metrics());
@@ -96,10 +105,8 @@ async fn without_tracking_the_cache_follows_keyspace_notifications() {
     let Some(server) = RedisServer::new("redis-no-client").without_command("CLIENT").start().await else {
         return;
     };
-    let store = RedisStateStore::connect(&server.url()).await.unwrap();
-    let raw = raw(&server).await;
-    let _: () = raw.set("k", "1", None, None, false).await.unwrap();
-    let cached = CachedStore::new(Arc::new(store.clone()), CacheOptions::default()).await.unwrap();
+    let (store, raw) = clients(&server).await;
+    let cached = cache_with_k(&store, &raw).await;
     assert!(cached.serving(), "the cache is on");
     let patterns = command(&raw, "PUBSUB", vec!["NUMPAT"]).await;
     assert!(patterns.as_i64() > Some(0), "the fallback subscribes to keyspace notifications: {patterns:?}");
@@ -114,8 +121,7 @@ async fn without_tracking_the_cache_follows_keyspace_notifications() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_named_or_reported_and_later_writes_are_named() {
     let Some(server) = RedisServer::new("redis-tracking-load").start().await else { return };
-    let store = RedisStateStore::connect(&server.url()).await.unwrap();
-    let raw = raw(&server).await;
+    let (store, raw) = clients(&server).await;
     let mut names = store.invalidations("lag:").await.unwrap();
     let keys: Vec<String> = (0..5000).map(|i| format!("lag:{i}")).collect();
     futures_util::future::join_all(keys.iter().map(|k| {

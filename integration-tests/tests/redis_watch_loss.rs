@@ -170,32 +170,27 @@ async fn a_short_outage_is_reported_in_order(via: Via) {
     store.destroy().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_is_reported_at_once_and_the_watch_resumes_watch() {
-    a_killed_server_is_reported_at_once_and_the_watch_resumes(Via::Watch).await;
+/// Each case on both feeds, as `<case>::watch` and `<case>::tracking`.
+macro_rules! on_both_feeds {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use super::Via;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn watch() {
+                super::$case(Via::Watch).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tracking() {
+                super::$case(Via::Invalidations).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_is_reported_at_once_and_the_watch_resumes_tracking() {
-    a_killed_server_is_reported_at_once_and_the_watch_resumes(Via::Invalidations).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_server_is_reported_and_loses_no_event_watch() {
-    a_frozen_server_is_reported_and_loses_no_event(Via::Watch).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_server_is_reported_and_loses_no_event_tracking() {
-    a_frozen_server_is_reported_and_loses_no_event(Via::Invalidations).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_outage_is_reported_in_order_watch() {
-    a_short_outage_is_reported_in_order(Via::Watch).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_outage_is_reported_in_order_tracking() {
-    a_short_outage_is_reported_in_order(Via::Invalidations).await;
-}
+on_both_feeds!(
+    a_killed_server_is_reported_at_once_and_the_watch_resumes,
+    a_frozen_server_is_reported_and_loses_no_event,
+    a_short_outage_is_reported_in_order,
+);

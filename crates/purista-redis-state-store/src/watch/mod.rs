@@ -96,7 +96,7 @@ pub enum CacheFeed {
 
 /// What a watcher listens to.
 #[derive(Clone)]
-enum Feed {
+pub(super) enum Feed {
     /// Keyspace notifications and the values this crate's writes publish.
     Keyspace { patterns: Vec<String> },
     /// Broadcast tracking of the prefix: names of changed keys.
@@ -238,11 +238,7 @@ impl Watch {
             }
             None => (None, None),
         };
-        let tracking = match &self.feed {
-            Feed::Tracking { prefix } => Some(prefix.clone()),
-            Feed::Keyspace { .. } => None,
-        };
-        let node = Node::new(self.store.clone(), config, tracking, owned.clone(), self.tx.clone());
+        let node = Node::new(self.store.clone(), config, self.feed.clone(), owned.clone(), self.tx.clone());
         let channels =
             Channels { keyspace, values, invalidations, reconnects, errors, retire, stop: self.stop.clone() };
         tokio::spawn(node.run(sub, channels));

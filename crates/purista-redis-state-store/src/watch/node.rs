@@ -23,7 +23,7 @@ use fred::{
 use purista_core::{Error, ErrorKind, Json, Result, WatchEvent, WatchKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch as signal};
 
-use super::{notifications, stream::Outbox, topology::Owned, tracking};
+use super::{Feed, notifications, stream::Outbox, topology::Owned, tracking};
 use crate::{RedisStateStore, entries, etag, scripts::VALUE_CHANNEL};
 
 /// A published value not claimed by its notification within this time
@@ -85,9 +85,8 @@ enum Published {
 pub(super) struct Node {
     store: RedisStateStore,
     config: Config,
-    /// The prefix tracked (`invalidations` by `CLIENT TRACKING`), else
-    /// keyspace notifications.
-    tracking: Option<String>,
+    /// What is listened to, to renew it on a new connection.
+    feed: Feed,
     db: u8,
     /// Slot ranges this node owns (Cluster mode), to take each published
     /// value from one node only (PUBLISH reaches every node).
@@ -109,7 +108,7 @@ impl Node {
     pub(super) fn new(
         store: RedisStateStore,
         config: Config,
-        tracking: Option<String>,
+        feed: Feed,
         owned: Option<Arc<Owned>>,
         tx: mpsc::Sender<Result<WatchEvent>>,
     ) -> Self {
@@ -117,7 +116,7 @@ impl Node {
             db: store.db(),
             store,
             config,
-            tracking,
+            feed,
             owned,
             generation: 0,
             outbox: Outbox::new(tx.clone()),
@@ -286,9 +285,9 @@ impl Node {
         let mut msg = format!(
             "watch: the connection to {server} was re-established; changes made while it was down were not seen"
         );
-        let renewed = match &self.tracking {
-            Some(prefix) => tracking::start(&self.store, sub, prefix).await,
-            None => notifications::renew(&self.store, self.config.clone()).await,
+        let renewed = match &self.feed {
+            Feed::Tracking { prefix } => tracking::start(&self.store, sub, prefix).await,
+            Feed::Keyspace { .. } => notifications::renew(&self.store, self.config.clone()).await,
         };
         if let Err(e) = renewed {
             msg = format!("{msg}; {e}");
