@@ -65,6 +65,12 @@ fn single_key(c: &mut Criterion) {
     g.bench_function("get_raw/locked_map", |b| {
         b.to_async(&rt).iter(|| async { black_box(map.get("session:1")) })
     });
+    // The same calls through `dyn StateStore` (what `context.states` is):
+    // the boxed future of every object-safe call is the difference.
+    let dyn_store: &dyn StateStore = &store;
+    g.bench_function("get_raw/store_dyn", |b| {
+        b.to_async(&rt).iter(|| async { black_box(dyn_store.get_value("session:1").await.unwrap()) })
+    });
     // The store's map alone, through `Backend` (no key checks, prefix, span
     // or boxed future): what the data structure costs against the bare map.
     g.bench_function("get_raw/store_map_only", |b| {
@@ -86,6 +92,9 @@ fn single_key(c: &mut Criterion) {
     });
     g.bench_function("set_raw/locked_map", |b| {
         b.to_async(&rt).iter(|| async { map.set("session:1", value.clone().into_bytes()) })
+    });
+    g.bench_function("set_raw/store_dyn", |b| {
+        b.to_async(&rt).iter(|| async { dyn_store.set_state("session:1", value.clone()).await.unwrap() })
     });
     g.bench_function("set_raw/store_map_only", |b| {
         b.to_async(&rt).iter(|| async {
@@ -150,6 +159,15 @@ fn concurrent(c: &mut Criterion) {
             })
         })
     });
+    let dyn_store: Arc<dyn StateStore> = store.clone();
+    g.bench_function("store_dyn", |b| {
+        b.to_async(&rt).iter(|| {
+            set_get_tasks(dyn_store.clone(), value.clone(), |store, key, value| async move {
+                store.set_state(&key, value).await.unwrap();
+                black_box(store.get_value(&key).await.unwrap());
+            })
+        })
+    });
     bench_map(&mut g, &rt, "locked_map", Locked::<std::hash::RandomState>::default(), &value);
     g.finish();
 
@@ -197,7 +215,7 @@ fn bench_map<M: Map>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &
 /// [`SET_GET_TASKS`] tasks, each running `op` [`OPS`] times over its own 8 keys.
 async fn set_get_tasks<S, F, Fut>(s: Arc<S>, value: Json, op: F)
 where
-    S: Send + Sync + 'static,
+    S: ?Sized + Send + Sync + 'static,
     F: Fn(Arc<S>, String, Json) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {

@@ -15,7 +15,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use purista_core::{DefaultStateStore, Json, StateStore};
+use purista_core::{DefaultStateStore, Json};
 
 struct Counting;
 

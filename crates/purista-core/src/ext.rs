@@ -29,12 +29,7 @@ pub struct Versioned<T> {
 pub trait StateStoreExt: StateStore {
     /// Reads and decodes one value.
     fn get<T: DeserializeOwned + Send>(&self, name: &str) -> impl Future<Output = Result<Option<T>>> + Send {
-        async move {
-            match self.get_value(name).await? {
-                None => Ok(None),
-                Some(json) => json.decode().map(Some).map_err(|e| e.with_key(name)),
-            }
-        }
+        async move { self.get_value(name).await?.map(|json| decode(json, name)).transpose() }
     }
 
     /// Encodes and writes one value (no TTL: an earlier TTL is removed).
@@ -43,7 +38,7 @@ pub trait StateStoreExt: StateStore {
         name: &str,
         value: &T,
     ) -> impl Future<Output = Result<()>> + Send {
-        async move { self.set_state(name, Json::encode(value).map_err(|e| e.with_key(name))?).await }
+        async move { self.set_state(name, encode(value, name)?).await }
     }
 
     /// Encodes and writes one value that expires after `ttl`.
@@ -53,10 +48,7 @@ pub trait StateStoreExt: StateStore {
         value: &T,
         ttl: Duration,
     ) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            let json = Json::encode(value).map_err(|e| e.with_key(name))?;
-            self.put(name, json, PutOptions::default().ttl(ttl)).await.map(drop)
-        }
+        async move { self.put(name, encode(value, name)?, PutOptions::default().ttl(ttl)).await.map(drop) }
     }
 
     /// Reads and decodes one value with its ETag and expiry.
@@ -66,7 +58,7 @@ pub trait StateStoreExt: StateStore {
     ) -> impl Future<Output = Result<Option<Versioned<T>>>> + Send {
         async move {
             let Some(entry) = self.get_entry(name).await? else { return Ok(None) };
-            let value = entry.value.decode().map_err(|e| e.with_key(name))?;
+            let value = decode(entry.value, name)?;
             Ok(Some(Versioned { value, etag: entry.etag, expires_at: entry.expires_at }))
         }
     }
@@ -93,8 +85,7 @@ pub trait StateStoreExt: StateStore {
                     None => (None, PutMode::Create),
                 };
                 let next = f(current);
-                let json = Json::encode(&next).map_err(|e| e.with_key(name))?;
-                match self.put(name, json, PutOptions { mode, ttl }).await {
+                match self.put(name, encode(&next, name)?, PutOptions { mode, ttl }).await {
                     Ok(_) => return Ok(next),
                     Err(e) if e.kind() == ErrorKind::Conflict && attempt < UPDATE_ATTEMPTS => {
                         // Let the writer that won finish before we read again.
@@ -108,3 +99,13 @@ pub trait StateStoreExt: StateStore {
 }
 
 impl<S: StateStore + ?Sized> StateStoreExt for S {}
+
+/// A value read under `name`, decoded: errors name the key.
+pub(crate) fn decode<T: DeserializeOwned>(json: Json, name: &str) -> Result<T> {
+    json.decode().map_err(|e| e.with_key(name))
+}
+
+/// A value to write under `name`, encoded: errors name the key.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, name: &str) -> Result<Json> {
+    Json::encode(value).map_err(|e| e.with_key(name))
+}

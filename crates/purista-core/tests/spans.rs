@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use purista_core::{DefaultStateStore, StateStore, StateStoreExt};
+use purista_core::DefaultStateStore;
 use tracing::{
     Subscriber,
     field::{Field, Visit},

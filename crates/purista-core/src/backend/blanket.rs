@@ -40,43 +40,11 @@ impl<B: Backend> StateStore for B {
     }
 
     async fn get_state(&self, names: &[&str]) -> Result<StateMap> {
-        traced!(self, "purista.stateStore.getValue", async {
-            let config = self.config();
-            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
-            names.iter().try_for_each(|n| check_key(self, n))?;
-            if names.is_empty() {
-                return Ok(StateMap::default());
-            }
-            let values = if config.key_prefix.is_empty() {
-                Backend::get_state(self, names).await
-            } else {
-                let full: Vec<String> = names.iter().map(|n| join(&config.key_prefix, n)).collect();
-                let keys: Vec<&str> = full.iter().map(String::as_str).collect();
-                Backend::get_state(self, &keys).await
-            }
-            .map_err(unprefix(config))?;
-            if values.len() != names.len() {
-                let msg = format!(
-                    "{} answered {} values for {} keys",
-                    Backend::name(self),
-                    values.len(),
-                    names.len()
-                );
-                return Err(Error::new(ErrorKind::Backend, msg));
-            }
-            let mut map = StateMap::with_capacity_and_hasher(names.len(), Default::default());
-            map.extend(names.iter().map(|n| n.to_string()).zip(values));
-            Ok(map)
-        })
+        get_state(self, names).await
     }
 
     async fn get_value(&self, name: &str) -> Result<Option<Json>> {
-        traced!(self, "purista.stateStore.getValue", async {
-            let config = self.config();
-            enabled(config.enable_get, Backend::name(self), GET_DISABLED)?;
-            check_key(self, name)?;
-            Backend::get_value(self, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
-        })
+        get_value(self, name).await
     }
 
     async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {
@@ -225,10 +193,48 @@ impl<B: Backend> StateStore for B {
     }
 }
 
+// The contract's calls as functions: the trait's methods and the default
+// store's statically dispatched ones (`memory/direct.rs`) are these.
+pub(crate) async fn get_state<B: Backend>(b: &B, names: &[&str]) -> Result<StateMap> {
+    traced!(b, "purista.stateStore.getValue", async {
+        let config = b.config();
+        enabled(config.enable_get, Backend::name(b), GET_DISABLED)?;
+        names.iter().try_for_each(|n| check_key(b, n))?;
+        if names.is_empty() {
+            return Ok(StateMap::default());
+        }
+        let values = if config.key_prefix.is_empty() {
+            Backend::get_state(b, names).await
+        } else {
+            let full: Vec<String> = names.iter().map(|n| join(&config.key_prefix, n)).collect();
+            let keys: Vec<&str> = full.iter().map(String::as_str).collect();
+            Backend::get_state(b, &keys).await
+        }
+        .map_err(unprefix(config))?;
+        if values.len() != names.len() {
+            let msg =
+                format!("{} answered {} values for {} keys", Backend::name(b), values.len(), names.len());
+            return Err(Error::new(ErrorKind::Backend, msg));
+        }
+        let mut map = StateMap::with_capacity_and_hasher(names.len(), Default::default());
+        map.extend(names.iter().map(|n| n.to_string()).zip(values));
+        Ok(map)
+    })
+}
+
+pub(crate) async fn get_value<B: Backend>(b: &B, name: &str) -> Result<Option<Json>> {
+    traced!(b, "purista.stateStore.getValue", async {
+        let config = b.config();
+        enabled(config.enable_get, Backend::name(b), GET_DISABLED)?;
+        check_key(b, name)?;
+        Backend::get_value(b, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
+    })
+}
+
 // Shared by `set_state` and `put` (and the remove pair) so that neither goes
 // through a second boxed future. No options: `set_state`, a plain upsert
 // whose ETag is dropped.
-async fn put<B: Backend>(
+pub(crate) async fn put<B: Backend>(
     b: &B,
     name: &str,
     value: Json,
@@ -250,7 +256,7 @@ async fn put<B: Backend>(
     })
 }
 
-async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()> {
+pub(crate) async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()> {
     traced!(b, "purista.stateStore.removeValue", async {
         let config = b.config();
         enabled(config.enable_remove, Backend::name(b), REMOVE_DISABLED)?;

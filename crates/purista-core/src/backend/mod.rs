@@ -23,6 +23,7 @@ use crate::{
 use rules::unsupported;
 
 pub use crate::handle::Handle;
+pub(crate) use blanket::{get_state, get_value, put, remove};
 pub use counter::{add, counter_value};
 pub use steps::{Holds, check_steps};
 

@@ -1,6 +1,7 @@
 //! The in-memory store: every capability, and the reference semantics the
 //! other backends are tested against.
 mod data;
+mod direct;
 mod reaper;
 mod shards;
 
@@ -40,8 +41,13 @@ const WATCH_BUFFER: usize = 4096;
 /// background thread (started by the first TTL write, ended with the store),
 /// so memory does not grow with them.
 ///
+/// The calls made most (`get_value`, `get_state`, `set_state`,
+/// `remove_state`, and the typed `get` and `set`) are also methods of the
+/// type itself: on a `DefaultStateStore` they skip the boxed future every
+/// call through `dyn StateStore` pays, with the same rules and results.
+///
 /// ```
-/// use purista_core::{DefaultStateStore, StateStoreExt, StoreConfig, Json};
+/// use purista_core::{DefaultStateStore, StoreConfig, Json};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> purista_core::Result<()> {
 /// let store = DefaultStateStore::with_state(
 ///     StoreConfig::default(),

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use super::{Decision, RateLimit, window};
 use crate::{
     Capabilities, DefaultStateStore, ETag, ErrorKind, HandlerError, Json, PutOptions, Result, StateStore,
-    StateStoreExt, StoreConfig, backend::Backend,
+    StoreConfig, backend::Backend,
 };
 
 const W: Duration = Duration::from_secs(10);
