@@ -12,7 +12,7 @@ use std::{
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use integration_tests::fixtures::NatsServer;
-use purista_core::{ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, WatchKind, testkit::unique};
+use purista_core::{ErrorKind, Json, Op, PutOptions, StateStore, WatchKind, testkit::unique};
 use purista_nats_state_store::{NO_JETSTREAM, NatsStateStore, RemoveMode, key};
 use support_nats::{EDGE, builder, raw, url};
 

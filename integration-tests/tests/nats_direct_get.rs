@@ -5,7 +5,7 @@ mod support_nats;
 
 use std::time::{Duration, Instant};
 
-use purista_core::{ErrorKind, Json, StateStore};
+use purista_core::{ErrorKind, Json};
 use support_nats::{builder, raw, url};
 
 /// One answer frame of the fake responder: header block (status line

@@ -12,7 +12,7 @@ use std::{
 
 use async_nats::jetstream::kv;
 use integration_tests::fixtures::NatsServer;
-use purista_core::{ErrorKind, Json, PutOptions, StateStore, StateStoreExt};
+use purista_core::{ErrorKind, Json, PutOptions, StateStore};
 use purista_nats_state_store::{NatsStateStore, key};
 use support_nats::{EDGE, builder, raw, url};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use integration_tests::fixtures::{Kind, Options, Server};
-use purista_core::{Error, ErrorKind, StateStore, StateStoreExt, WatchEvent, WatchStream};
+use purista_core::{Error, ErrorKind, StateStore, WatchEvent, WatchStream};
 use purista_nats_state_store::{NatsStateStore, Storage};
 
 /// The bound on reporting a loss (generous: the watch checks every 100 ms).

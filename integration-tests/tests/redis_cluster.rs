@@ -5,7 +5,7 @@
 mod support_redis;
 
 use integration_tests::fixtures::redis_topology::Cluster;
-use purista_core::{ErrorKind, Json, Op, StateStore, StateStoreExt, testkit::unique};
+use purista_core::{ErrorKind, Json, Op, StateStore, testkit::unique};
 use purista_redis_state_store::fred::util::redis_keyslot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

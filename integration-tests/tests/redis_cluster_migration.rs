@@ -19,9 +19,7 @@ use std::{
 };
 
 use integration_tests::fixtures::redis_topology::Cluster;
-use purista_core::{
-    ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, StoreConfig, testkit::unique,
-};
+use purista_core::{ETag, ErrorKind, Json, Op, PutOptions, StateStore, StoreConfig, testkit::unique};
 use purista_redis_state_store::{RedisStateStore, fred::util::redis_keyslot};
 
 /// Stores writing at once, each its own connection.

@@ -15,7 +15,7 @@ use integration_tests::fixtures::{
     RedisServer,
     redis_topology::{Cluster, cli},
 };
-use purista_core::{StateStore, StateStoreExt, WatchKind, WatchStream, testkit::unique};
+use purista_core::{StateStore, WatchKind, WatchStream, testkit::unique};
 use purista_redis_state_store::fred::util::redis_keyslot;
 
 fn wait(what: &str, mut ok: impl FnMut() -> bool) {

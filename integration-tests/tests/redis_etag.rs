@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use integration_tests::fixtures::redis_topology::Cluster;
 use purista_core::{
-    ETag, ErrorKind, Json, Op, PutOptions, StateStore, StateStoreExt, StoreConfig, WatchKind, testkit::unique,
+    ETag, ErrorKind, Json, Op, PutOptions, StateStore, StoreConfig, WatchKind, testkit::unique,
 };
 use purista_redis_state_store::{
     RedisStateStore,

@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures_util::{StreamExt, future::join_all};
-use purista_core::{Json, Op, StateStore, StateStoreExt, WatchKind};
+use purista_core::{Json, Op, StateStore, WatchKind};
 use purista_redis_state_store::{
     RedisStateStore,
     fred::interfaces::{ClientLike, KeysInterface},

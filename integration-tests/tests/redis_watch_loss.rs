@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use integration_tests::fixtures::{Kind, Options, Server};
-use purista_core::{Error, ErrorKind, StateStore, StateStoreExt, WatchEvent, WatchStream};
+use purista_core::{Error, ErrorKind, StateStore, WatchEvent, WatchStream};
 use purista_redis_state_store::RedisStateStore;
 
 /// The bound on reporting a loss (generous: it takes milliseconds).

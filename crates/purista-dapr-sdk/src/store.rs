@@ -164,6 +164,9 @@ fn etag_conflict(error: Error, conditional: bool) -> Error {
     error
 }
 
+// The hottest calls without the boxed future of `dyn StateStore`.
+purista_core::direct_calls!(DaprStateStore);
+
 impl Backend for DaprStateStore {
     fn name(&self) -> &str {
         "DaprStateStore"

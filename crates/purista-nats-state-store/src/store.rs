@@ -118,6 +118,9 @@ impl NatsStateStore {
     }
 }
 
+// The hottest calls without the boxed future of `dyn StateStore`.
+purista_core::direct_calls!(NatsStateStore);
+
 impl Backend for NatsStateStore {
     fn name(&self) -> &str {
         "NatsStateStore"

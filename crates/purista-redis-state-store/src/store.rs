@@ -167,6 +167,9 @@ impl RedisStateStore {
     }
 }
 
+// The hottest calls without the boxed future of `dyn StateStore`.
+purista_core::direct_calls!(RedisStateStore);
+
 impl Backend for RedisStateStore {
     fn name(&self) -> &str {
         STORE_NAME

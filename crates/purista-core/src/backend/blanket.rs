@@ -193,9 +193,8 @@ impl<B: Backend> StateStore for B {
     }
 }
 
-// The contract's calls as functions: the trait's methods and the default
-// store's statically dispatched ones (`memory/direct.rs`) are these.
-pub(crate) async fn get_state<B: Backend>(b: &B, names: &[&str]) -> Result<StateMap> {
+/// The contract's `get_state` (for the trait and [`direct_calls!`](crate::direct_calls)).
+pub async fn get_state<B: Backend>(b: &B, names: &[&str]) -> Result<StateMap> {
     traced!(b, "purista.stateStore.getValue", async {
         let config = b.config();
         enabled(config.enable_get, Backend::name(b), GET_DISABLED)?;
@@ -222,7 +221,8 @@ pub(crate) async fn get_state<B: Backend>(b: &B, names: &[&str]) -> Result<State
     })
 }
 
-pub(crate) async fn get_value<B: Backend>(b: &B, name: &str) -> Result<Option<Json>> {
+/// The contract's `get_value` (for the trait and [`direct_calls!`](crate::direct_calls)).
+pub async fn get_value<B: Backend>(b: &B, name: &str) -> Result<Option<Json>> {
     traced!(b, "purista.stateStore.getValue", async {
         let config = b.config();
         enabled(config.enable_get, Backend::name(b), GET_DISABLED)?;

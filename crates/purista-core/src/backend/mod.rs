@@ -8,6 +8,7 @@
 
 mod blanket;
 mod counter;
+pub mod direct;
 mod rules;
 mod steps;
 #[cfg(test)]
@@ -23,7 +24,6 @@ use crate::{
 use rules::unsupported;
 
 pub use crate::handle::Handle;
-pub(crate) use blanket::{get_state, get_value, put, remove};
 pub use counter::{add, counter_value};
 pub use steps::{Holds, check_steps};
 

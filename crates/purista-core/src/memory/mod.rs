@@ -1,7 +1,6 @@
 //! The in-memory store: every capability, and the reference semantics the
 //! other backends are tested against.
 mod data;
-mod direct;
 mod reaper;
 mod shards;
 
@@ -182,6 +181,8 @@ impl Drop for Shared {
         self.reaper.get_mut().unpark();
     }
 }
+
+crate::direct_calls!(DefaultStateStore);
 
 impl Backend for DefaultStateStore {
     fn name(&self) -> &str {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use purista_core::{ErrorKind, StateStoreExt};
+use purista_core::ErrorKind;
 
 use super::Sidecar;
 use crate::{DaprConfig, DaprStateStore};

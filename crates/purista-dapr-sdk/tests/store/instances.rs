@@ -3,7 +3,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use purista_core::{ErrorKind, Json, Op, PutMode, PutOptions, StateStore, StateStoreExt};
+use purista_core::{ErrorKind, Json, Op, PutMode, PutOptions, StateStore};
 use purista_dapr_sdk::{DaprConfig, DaprStateStore, emulator::Sidecar};
 
 const INSTANCES: usize = 8;

@@ -1,7 +1,7 @@
 //! Values near the gRPC message limit (daprd's `--max-body-size`, 4 MiB by
 //! default), through the adapter.
 
-use purista_core::{ErrorKind, Json, Op, StateStore, StateStoreExt};
+use purista_core::{ErrorKind, Json, Op, StateStore};
 use purista_dapr_sdk::{DaprConfig, DaprStateStore, emulator::Sidecar};
 
 use crate::support::{big_value, config, expect_kind, grpc_code};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use purista_core::{ErrorKind, Op, StateStore, StateStoreExt};
+use purista_core::{ErrorKind, Op, StateStore};
 use purista_dapr_sdk::{DaprConfig, DaprStateStore, emulator::Sidecar};
 
 use crate::support::{config, expect_kind, free_port, grpc_code};
