@@ -48,7 +48,15 @@ type Source = Box<dyn StdError + Send + Sync + 'static>;
 
 /// A state store error: a kind, a message, the key involved if any, and the
 /// underlying cause as [`source`](StdError::source).
-pub struct Error {
+///
+/// One pointer wide: every call's `Result` passes through several layers
+/// (backend, rules, span, caller), and a success should not carry the
+/// room of a failure's strings through each of them.
+pub struct Error(Box<Inner>);
+
+const _: () = assert!(size_of::<Error>() == size_of::<usize>());
+
+struct Inner {
     kind: ErrorKind,
     message: String,
     key: Option<String>,
@@ -61,18 +69,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` with a message. Messages must never hold secrets.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), key: None, source: None }
+        Error(Box::new(Inner { kind, message: message.into(), key: None, source: None }))
     }
 
     /// Attaches the key the error is about.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
+        self.0.key = Some(key.into());
         self
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
-        self.source = Some(source.into());
+        self.0.source = Some(source.into());
         self
     }
 
@@ -127,40 +135,40 @@ impl Error {
 
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The HTTP-valued status code (PURISTA's convention).
     pub fn status(&self) -> u16 {
-        self.kind.status()
+        self.0.kind.status()
     }
 
     /// The message, without key or cause.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The key the error is about, as the caller named it.
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.0.key.as_deref()
     }
 
     /// Rewrites the key (used to strip a store's key prefix before the error
     /// reaches the caller).
     pub(crate) fn map_key(mut self, f: impl FnOnce(String) -> String) -> Self {
-        self.key = self.key.map(f);
+        self.0.key = self.0.key.map(f);
         self
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(key) = &self.key {
+        f.write_str(&self.0.message)?;
+        if let Some(key) = &self.0.key {
             // Debug-quote the key: it may hold spaces or control characters.
             write!(f, " (key {key:?})")?;
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -170,11 +178,11 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(key) = &self.key {
+        d.field("kind", &self.0.kind).field("message", &self.0.message);
+        if let Some(key) = &self.0.key {
             d.field("key", key);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.0.source {
             d.field("source", &format_args!("{source}"));
         }
         d.finish()
@@ -183,7 +191,7 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+        self.0.source.as_deref().map(|s| s as &(dyn StdError + 'static))
     }
 }
 
