@@ -16,16 +16,22 @@ use crate::{
 
 use super::{Backend, rules::*};
 
+/// Runs a call in its span. The span is skipped when no subscriber wants
+/// it (no wrapper entering and leaving it on every poll); then an
+/// `async { .. }` body runs inline, in the caller's own state machine rather
+/// than in one nested inside it, so `traced!` must be the whole of the
+/// function's body (a `return` or `?` in it leaves the function either way).
 macro_rules! traced {
-    ($store:expr, $name:literal, $body:expr) => {{
-        let span = tracing::info_span!(
-            $name,
-            purista.store.name = Backend::name($store),
-            purista.store.type = "StateStore",
-        );
-        // Without a subscriber for the span, skip the wrapper that enters
-        // and leaves it on every poll.
-        if span.is_disabled() { $body.await } else { $body.instrument(span).await }
+    (@span $store:expr, $name:literal) => {
+        tracing::info_span!($name, purista.store.name = Backend::name($store), purista.store.type = "StateStore")
+    };
+    ($store:expr, $name:literal, async $body:block) => {{
+        let span = traced!(@span $store, $name);
+        if span.is_disabled() { $body } else { async $body.instrument(span).await }
+    }};
+    ($store:expr, $name:literal, $future:expr) => {{
+        let span = traced!(@span $store, $name);
+        if span.is_disabled() { $future.await } else { $future.instrument(span).await }
     }};
 }
 
@@ -60,7 +66,7 @@ impl<B: Backend> StateStore for B {
     }
 
     async fn set_state(&self, name: &str, value: Json) -> Result<()> {
-        put(self, name, value, None).await.map(drop)
+        super::direct::set_state(self, name, value).await
     }
 
     async fn put(&self, name: &str, value: Json, options: PutOptions) -> Result<Option<ETag>> {
@@ -68,7 +74,7 @@ impl<B: Backend> StateStore for B {
     }
 
     async fn remove_state(&self, name: &str) -> Result<()> {
-        remove(self, name, None).await
+        super::direct::remove_state(self, name).await
     }
 
     async fn remove(&self, name: &str, etag: Option<&ETag>) -> Result<()> {

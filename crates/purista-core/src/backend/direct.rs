@@ -75,41 +75,58 @@ pub async fn set<B: Backend, T: Serialize + ?Sized>(b: &B, name: &str, value: &T
 macro_rules! direct_calls {
     ($store:ty) => {
         impl $store {
+            // Each returns the contract's future itself, not a state machine
+            // around it (it borrows every argument, and is `Send`
+            // where they are: this crate's edition captures them all).
+
             /// The contract's `get_value`, statically dispatched.
-            pub async fn get_value(&self, name: &str) -> $crate::Result<Option<$crate::Json>> {
-                $crate::backend::direct::get_value(self, name).await
+            pub fn get_value(
+                &self,
+                name: &str,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Option<$crate::Json>>> {
+                $crate::backend::direct::get_value(self, name)
             }
 
             /// The contract's `get_state`, statically dispatched.
-            pub async fn get_state(&self, names: &[&str]) -> $crate::Result<$crate::StateMap> {
-                $crate::backend::direct::get_state(self, names).await
+            pub fn get_state(
+                &self,
+                names: &[&str],
+            ) -> impl ::std::future::Future<Output = $crate::Result<$crate::StateMap>> {
+                $crate::backend::direct::get_state(self, names)
             }
 
             /// The contract's `set_state`, statically dispatched.
-            pub async fn set_state(&self, name: &str, value: $crate::Json) -> $crate::Result<()> {
-                $crate::backend::direct::set_state(self, name, value).await
+            pub fn set_state(
+                &self,
+                name: &str,
+                value: $crate::Json,
+            ) -> impl ::std::future::Future<Output = $crate::Result<()>> {
+                $crate::backend::direct::set_state(self, name, value)
             }
 
             /// The contract's `remove_state`, statically dispatched.
-            pub async fn remove_state(&self, name: &str) -> $crate::Result<()> {
-                $crate::backend::direct::remove_state(self, name).await
+            pub fn remove_state(
+                &self,
+                name: &str,
+            ) -> impl ::std::future::Future<Output = $crate::Result<()>> {
+                $crate::backend::direct::remove_state(self, name)
             }
 
             /// `StateStoreExt::get`, statically dispatched.
-            pub async fn get<T: $crate::backend::direct::__serde::de::DeserializeOwned>(
+            pub fn get<T: $crate::backend::direct::__serde::de::DeserializeOwned>(
                 &self,
                 name: &str,
-            ) -> $crate::Result<Option<T>> {
-                $crate::backend::direct::get(self, name).await
+            ) -> impl ::std::future::Future<Output = $crate::Result<Option<T>>> {
+                $crate::backend::direct::get(self, name)
             }
 
             /// `StateStoreExt::set`, statically dispatched.
-            pub async fn set<T: $crate::backend::direct::__serde::Serialize + ?Sized>(
+            pub fn set<T: $crate::backend::direct::__serde::Serialize + ?Sized>(
                 &self,
                 name: &str,
                 value: &T,
-            ) -> $crate::Result<()> {
-                $crate::backend::direct::set(self, name, value).await
+            ) -> impl ::std::future::Future<Output = $crate::Result<()>> {
+                $crate::backend::direct::set(self, name, value)
             }
         }
     };

@@ -101,6 +101,7 @@ pub(super) fn unprefix(config: &StoreConfig) -> impl Fn(Error) -> Error + '_ {
     |e| e.map_key(|k| strip(&config.key_prefix, k))
 }
 
+#[inline]
 pub(super) fn prefixed<'a>(prefix: &str, key: &'a str) -> Cow<'a, str> {
     if prefix.is_empty() { Cow::Borrowed(key) } else { Cow::Owned(join(prefix, key)) }
 }
