@@ -130,6 +130,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Every capability, TTLs rounded to `ttl_granularity`, no limits.
+    #[inline]
     pub fn all(ttl_granularity: Duration) -> Self {
         Capabilities {
             etag: true,

@@ -2,24 +2,42 @@
 //! of a write.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     time::{Duration, Instant},
 };
+
+use hashbrown::HashTable;
 
 use crate::{
     ETag, Error, Json, PutMode, Result,
     backend::{add, counter_value},
 };
 
+/// A key with its hash, computed once per call: it picks the shard (see
+/// `shards.rs`) and probes the shard's table.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Key<'k> {
+    pub(super) name: &'k str,
+    pub(super) hash: u64,
+}
+
 #[derive(Debug)]
 pub(super) struct Data {
-    pub(super) map: HashMap<Box<str>, Slot, foldhash::fast::RandomState>,
+    /// Entries with their hashes: a table grows without hashing keys again.
+    map: HashTable<Stored>,
     /// Deadlines in order, for the reaper; one entry per live TTL.
-    pub(super) expiries: BTreeMap<(Instant, u64), Box<str>>,
+    expiries: BTreeMap<(Instant, u64), (u64, Box<str>)>,
     /// The next write's version; versions grow by `step`, so that shards
     /// starting at different offsets never hand out the same one.
     next: u64,
     step: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Stored {
+    hash: u64,
+    pub(super) key: Box<str>,
+    pub(super) slot: Slot,
 }
 
 #[derive(Debug)]
@@ -32,6 +50,7 @@ pub(super) struct Slot {
 impl Slot {
     /// Reads the clock only for entries with a deadline: a clock read costs
     /// more than the rest of a lookup on some virtual machines.
+    #[inline]
     pub(super) fn live(&self) -> bool {
         self.expires.is_none_or(|t| t > Instant::now())
     }
@@ -47,60 +66,76 @@ pub(super) fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
 
 impl Data {
     pub(super) fn new(first: u64, step: u64) -> Self {
-        Data { map: HashMap::default(), expiries: BTreeMap::new(), next: first, step }
+        Data { map: HashTable::new(), expiries: BTreeMap::new(), next: first, step }
     }
 
-    pub(super) fn live(&self, key: &str) -> Option<&Slot> {
-        self.map.get(key).filter(|s| s.live())
+    /// Every entry, live or not yet purged.
+    pub(super) fn entries(&self) -> impl Iterator<Item = &Stored> {
+        self.map.iter()
     }
 
-    pub(super) fn check_put(&self, key: &str, mode: &PutMode) -> Result<()> {
+    #[inline]
+    fn find(&self, key: Key<'_>) -> Option<&Stored> {
+        self.map.find(key.hash, |e| *e.key == *key.name)
+    }
+
+    fn find_mut(&mut self, key: Key<'_>) -> Option<&mut Stored> {
+        self.map.find_mut(key.hash, |e| *e.key == *key.name)
+    }
+
+    #[inline]
+    pub(super) fn live(&self, key: Key<'_>) -> Option<&Slot> {
+        self.find(key).map(|e| &e.slot).filter(|s| s.live())
+    }
+
+    pub(super) fn check_put(&self, key: Key<'_>, mode: &PutMode) -> Result<()> {
         match mode {
             PutMode::Upsert => Ok(()),
-            PutMode::Create if self.live(key).is_some() => Err(Error::already_exists(key)),
+            PutMode::Create if self.live(key).is_some() => Err(Error::already_exists(key.name)),
             PutMode::Create => Ok(()),
             PutMode::Update(tag) if matches(self.live(key), tag) => Ok(()),
-            PutMode::Update(_) => Err(Error::etag_mismatch(key)),
+            PutMode::Update(_) => Err(Error::etag_mismatch(key.name)),
         }
     }
 
-    pub(super) fn check_delete(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
+    pub(super) fn check_delete(&self, key: Key<'_>, tag: Option<&ETag>) -> Result<()> {
         match tag {
-            Some(tag) if !matches(self.live(key), tag) => Err(Error::etag_mismatch(key)),
+            Some(tag) if !matches(self.live(key), tag) => Err(Error::etag_mismatch(key.name)),
             _ => Ok(()),
         }
     }
 
     /// Writes and returns the new version and the deadline set, if any.
-    pub(super) fn put(&mut self, key: &str, value: Json, ttl: Option<Duration>) -> (u64, Option<Instant>) {
+    pub(super) fn put(&mut self, key: Key<'_>, value: Json, ttl: Option<Duration>) -> (u64, Option<Instant>) {
         let version = self.next;
         self.next += self.step;
         let expires = ttl.map(|t| Instant::now() + t);
         let slot = Slot { value, version, expires };
         // Overwrite in place: no new key allocation for a key already stored.
-        let old = match self.map.get_mut(key) {
-            Some(current) => Some(std::mem::replace(current, slot)),
-            None => self.map.insert(key.into(), slot),
+        let old = match self.find_mut(key) {
+            Some(current) => Some(std::mem::replace(&mut current.slot, slot)),
+            None => {
+                let stored = Stored { hash: key.hash, key: key.name.into(), slot };
+                self.map.insert_unique(key.hash, stored, |e| e.hash);
+                None
+            }
         };
         if let Some(Slot { version: v, expires: Some(t), .. }) = old {
             self.expiries.remove(&(t, v));
         }
         if let Some(t) = expires {
-            self.expiries.insert((t, version), key.into());
+            self.expiries.insert((t, version), (key.hash, key.name.into()));
         }
         (version, expires)
     }
 
-    pub(super) fn delete(&mut self, key: &str) -> bool {
-        match self.map.remove(key) {
-            Some(slot) => {
-                if let Some(t) = slot.expires {
-                    self.expiries.remove(&(t, slot.version));
-                }
-                slot.live()
-            }
-            None => false,
+    pub(super) fn delete(&mut self, key: Key<'_>) -> bool {
+        let Ok(found) = self.map.find_entry(key.hash, |e| *e.key == *key.name) else { return false };
+        let (Stored { slot, .. }, _) = found.remove();
+        if let Some(t) = slot.expires {
+            self.expiries.remove(&(t, slot.version));
         }
+        slot.live()
     }
 
     /// Adds `delta` to the counter under `key`: a missing key starts at 0
@@ -108,16 +143,17 @@ impl Data {
     /// and the deadline it set, if any (a kept one is known to the reaper).
     pub(super) fn increment(
         &mut self,
-        key: &str,
+        key: Key<'_>,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<(i64, u64, Option<Instant>)> {
-        let Some(slot) = self.map.get_mut(key).filter(|s| s.live()) else {
+        let found = self.map.find_mut(key.hash, |e| *e.key == *key.name);
+        let Some(slot) = found.map(|e| &mut e.slot).filter(|s| s.live()) else {
             let (version, deadline) = self.put(key, Json::integer(delta), ttl);
             return Ok((delta, version, deadline));
         };
         // A live counter changes in place: one lookup, its deadline kept.
-        let sum = add(key, counter_value(key, &slot.value)?, delta)?;
+        let sum = add(key.name, counter_value(key.name, &slot.value)?, delta)?;
         let version = self.next;
         self.next += self.step;
         if let Some(t) = slot.expires
@@ -138,9 +174,10 @@ impl Data {
             if entry.key().0 > now {
                 break;
             }
-            let ((_, version), key) = entry.remove_entry();
-            if self.map.get(&key).is_some_and(|s| s.version == version) {
-                self.map.remove(&key);
+            let ((_, version), (hash, key)) = entry.remove_entry();
+            // Only the write that set this deadline: a later one set its own.
+            if let Ok(found) = self.map.find_entry(hash, |e| *e.key == *key && e.slot.version == version) {
+                found.remove();
                 gone.push(key);
             }
         }
@@ -155,20 +192,21 @@ mod tests {
     #[test]
     fn a_counter_incremented_in_place_keeps_its_deadline_for_the_purge() {
         let mut data = Data::new(1, 1);
+        let c = Key { name: "c", hash: 7 };
         let ttl = Duration::from_secs(60);
-        let (_, _, deadline) = data.increment("c", 1, Some(ttl)).unwrap();
+        let (_, _, deadline) = data.increment(c, 1, Some(ttl)).unwrap();
         let deadline = deadline.expect("a new counter's deadline");
         for want in 2..=4 {
-            assert_eq!(data.increment("c", 1, None).unwrap(), (want, want as u64, None));
+            assert_eq!(data.increment(c, 1, None).unwrap(), (want, want as u64, None));
         }
-        assert_eq!(data.live("c").unwrap().expires, Some(deadline), "deadline kept");
+        assert_eq!(data.live(c).unwrap().expires, Some(deadline), "deadline kept");
         assert_eq!(data.expiries.len(), 1, "one deadline entry, under the latest version");
         assert!(data.purge(deadline - Duration::from_millis(1)).0.is_empty(), "not yet");
         let (gone, next) = data.purge(deadline);
         assert_eq!(gone, vec![Box::from("c")], "purged at its deadline");
-        assert_eq!((next, data.map.len()), (None, 0));
-        let wrong = data.increment("c", i64::MAX, None).and_then(|_| data.increment("c", 1, None));
+        assert_eq!((next, data.entries().count()), (None, 0));
+        let wrong = data.increment(c, i64::MAX, None).and_then(|_| data.increment(c, 1, None));
         assert_eq!(wrong.unwrap_err().kind(), crate::ErrorKind::InvalidValue, "overflow");
-        assert_eq!(data.live("c").unwrap().value.decode::<i64>().unwrap(), i64::MAX, "nothing lost");
+        assert_eq!(data.live(c).unwrap().value.decode::<i64>().unwrap(), i64::MAX, "nothing lost");
     }
 }

@@ -130,7 +130,8 @@ impl DefaultStateStore {
         for (key, value) in initial {
             validate_key(&key)?;
             let key = format!("{}{key}", store.config.key_prefix);
-            store.shared.shards.write(&key).put(&key, value, None);
+            let key = store.shared.shards.key(&key);
+            store.shared.shards.write(key).put(key, value, None);
         }
         Ok(store)
     }
@@ -144,7 +145,7 @@ impl DefaultStateStore {
     /// Number of live entries (expired ones not yet purged are not counted).
     pub fn len(&self) -> usize {
         let all = self.shared.shards.read_all();
-        all.iter().map(|shard| shard.map.values().filter(|s| s.live()).count()).sum()
+        all.iter().map(|shard| shard.entries().filter(|e| e.slot.live()).count()).sum()
     }
 
     /// Whether the store holds no live entry.
@@ -155,12 +156,14 @@ impl DefaultStateStore {
     /// Writes under the shard's lock; the new version.
     fn put_value(&self, key: &str, value: Json, options: &PutOptions) -> Result<u64> {
         let (version, deadline) = {
-            let mut shard = self.shared.shards.write(key);
+            let (shards, name) = (&self.shared.shards, key);
+            let key = shards.key(name);
+            let mut shard = shards.write(key);
             shard.check_put(key, &options.mode)?;
             let event = self.shared.watched().then(|| value.clone());
             let written = shard.put(key, value, options.ttl);
             if let Some(value) = event {
-                self.shared.emit(key, WatchKind::Set { value, etag: Some(etag(written.0)) });
+                self.shared.emit(name, WatchKind::Set { value, etag: Some(etag(written.0)) });
             }
             written
         };
@@ -170,7 +173,9 @@ impl DefaultStateStore {
         Ok(version)
     }
 
+    #[inline]
     fn read(&self, key: &str) -> Option<Json> {
+        let key = self.shared.shards.key(key);
         self.shared.shards.read(key).live(key).map(|s| s.value.clone())
     }
 }
@@ -197,6 +202,7 @@ impl Backend for DefaultStateStore {
         DefaultStateStore::with_config(self, config)
     }
 
+    #[inline]
     fn capabilities(&self) -> Capabilities {
         Capabilities::all(Duration::from_millis(1))
     }
@@ -207,8 +213,9 @@ impl Backend for DefaultStateStore {
         }
         // Every shard involved at once: one snapshot, as a transaction
         // writes all of its keys under the same locks.
-        let held = self.shared.shards.read_many(keys.iter().copied());
-        Ok(keys.iter().map(|k| held.shard(k).live(k).map(|s| s.value.clone())).collect())
+        let keys: Vec<_> = keys.iter().map(|k| self.shared.shards.key(k)).collect();
+        let held = self.shared.shards.read_many(&keys);
+        Ok(keys.iter().map(|&k| held.shard(k).live(k).map(|s| s.value.clone())).collect())
     }
 
     async fn get_value(&self, key: &str) -> Result<Option<Json>> {
@@ -216,6 +223,7 @@ impl Backend for DefaultStateStore {
     }
 
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
+        let key = self.shared.shards.key(key);
         let shard = self.shared.shards.read(key);
         Ok(shard.live(key).map(|s| Entry {
             value: s.value.clone(),
@@ -235,14 +243,16 @@ impl Backend for DefaultStateStore {
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let (sum, deadline) = {
-            let mut shard = self.shared.shards.write(key);
+            let (shards, name) = (&self.shared.shards, key);
+            let key = shards.key(name);
+            let mut shard = shards.write(key);
             let (sum, version, deadline) = shard.increment(key, delta, ttl)?;
             if self.shared.watched()
                 && let Some(slot) = shard.live(key)
             {
                 // The value just stored, not encoded a second time.
                 self.shared
-                    .emit(key, WatchKind::Set { value: slot.value.clone(), etag: Some(etag(version)) });
+                    .emit(name, WatchKind::Set { value: slot.value.clone(), etag: Some(etag(version)) });
             }
             (sum, deadline)
         };
@@ -253,10 +263,12 @@ impl Backend for DefaultStateStore {
     }
 
     async fn remove(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
-        let mut shard = self.shared.shards.write(key);
+        let (shards, name) = (&self.shared.shards, key);
+        let key = shards.key(name);
+        let mut shard = shards.write(key);
         shard.check_delete(key, tag)?;
         if shard.delete(key) {
-            self.shared.emit(key, WatchKind::Removed);
+            self.shared.emit(name, WatchKind::Removed);
         }
         Ok(())
     }
@@ -264,11 +276,16 @@ impl Backend for DefaultStateStore {
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
         // Every shard involved, held until the last step: all or nothing,
         // and no reader sees half of it.
-        let mut held = self.shared.shards.write_many(ops.iter().map(Op::key));
+        let shards = &self.shared.shards;
+        let keys: Vec<_> = ops.iter().map(|op| shards.key(op.key())).collect();
+        let mut held = shards.write_many(&keys);
         // Every condition first, against what the earlier steps leave.
-        check_steps(&ops, |key| match held.shard(key).live(key) {
-            Some(slot) => Holds::Tag(slot.version.to_string()),
-            None => Holds::Absent,
+        check_steps(&ops, |name| {
+            let key = shards.key(name);
+            match held.shard(key).live(key) {
+                Some(slot) => Holds::Tag(slot.version.to_string()),
+                None => Holds::Absent,
+            }
         })?;
         let watched = self.shared.watched();
         let mut earliest: Option<Instant> = None;
@@ -276,14 +293,16 @@ impl Backend for DefaultStateStore {
             match op {
                 Op::Put { key, value, options } => {
                     let event = watched.then(|| value.clone());
-                    let (version, deadline) = held.shard_mut(&key).put(&key, value, options.ttl);
+                    let k = shards.key(&key);
+                    let (version, deadline) = held.shard_mut(k).put(k, value, options.ttl);
                     earliest = reaper::sooner(earliest, deadline);
                     if let Some(value) = event {
                         self.shared.emit(&key, WatchKind::Set { value, etag: Some(etag(version)) });
                     }
                 }
                 Op::Remove { key, .. } => {
-                    if held.shard_mut(&key).delete(&key) {
+                    let k = shards.key(&key);
+                    if held.shard_mut(k).delete(k) {
                         self.shared.emit(&key, WatchKind::Removed);
                     }
                 }
@@ -300,9 +319,9 @@ impl Backend for DefaultStateStore {
         let all = self.shared.shards.read_all();
         Ok(all
             .iter()
-            .flat_map(|shard| shard.map.iter())
-            .filter(|(k, s)| k.starts_with(prefix) && s.live())
-            .map(|(k, _)| k.to_string())
+            .flat_map(|shard| shard.entries())
+            .filter(|e| e.key.starts_with(prefix) && e.slot.live())
+            .map(|e| e.key.to_string())
             .collect())
     }
 

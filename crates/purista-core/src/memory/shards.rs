@@ -19,7 +19,7 @@ use std::hash::BuildHasher;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::data::Data;
+use super::data::{Data, Key};
 
 /// Enough shards that writers on a many-core machine rarely meet, few enough
 /// that a call over every shard (`list_keys`, the reaper) stays cheap. At most
@@ -36,7 +36,9 @@ struct Padded(RwLock<Data>);
 #[derive(Debug)]
 pub(super) struct Shards {
     shards: Box<[Padded]>,
-    /// Picks the shard; each shard's map hashes again with its own seed.
+    /// One hash per key and call: it picks the shard (bits 32 to 36) and
+    /// probes the shard's table (which takes the low bits for the bucket and
+    /// the top seven as the tag).
     hasher: foldhash::fast::RandomState,
 }
 
@@ -51,17 +53,24 @@ impl Default for Shards {
 }
 
 impl Shards {
-    pub(super) fn index(&self, key: &str) -> usize {
-        // The top bits (the shard's own map hashes with another seed).
-        (self.hasher.hash_one(key) >> (64 - SHARDS.trailing_zeros())) as usize
+    #[inline]
+    pub(super) fn key<'k>(&self, name: &'k str) -> Key<'k> {
+        Key { name, hash: self.hasher.hash_one(name) }
     }
 
-    pub(super) fn read(&self, key: &str) -> RwLockReadGuard<'_, Data> {
-        self.shards[self.index(key)].0.read()
+    #[inline]
+    fn index(key: Key<'_>) -> usize {
+        (key.hash >> 32) as usize & (SHARDS - 1)
     }
 
-    pub(super) fn write(&self, key: &str) -> RwLockWriteGuard<'_, Data> {
-        self.shards[self.index(key)].0.write()
+    #[inline]
+    pub(super) fn read(&self, key: Key<'_>) -> RwLockReadGuard<'_, Data> {
+        self.shards[Self::index(key)].0.read()
+    }
+
+    #[inline]
+    pub(super) fn write(&self, key: Key<'_>) -> RwLockWriteGuard<'_, Data> {
+        self.shards[Self::index(key)].0.write()
     }
 
     /// The shard at `index` alone (the reaper, `len`).
@@ -70,47 +79,40 @@ impl Shards {
     }
 
     /// Read locks on the shards of `keys`, taken in ascending order.
-    pub(super) fn read_many<'k>(
-        &self,
-        keys: impl Iterator<Item = &'k str>,
-    ) -> Held<'_, RwLockReadGuard<'_, Data>> {
+    pub(super) fn read_many(&self, keys: &[Key<'_>]) -> Held<RwLockReadGuard<'_, Data>> {
         self.hold(self.mask(keys), |l| l.read())
     }
 
     /// Write locks on the shards of `keys`, taken in ascending order.
-    pub(super) fn write_many<'k>(
-        &self,
-        keys: impl Iterator<Item = &'k str>,
-    ) -> Held<'_, RwLockWriteGuard<'_, Data>> {
+    pub(super) fn write_many(&self, keys: &[Key<'_>]) -> Held<RwLockWriteGuard<'_, Data>> {
         self.hold(self.mask(keys), |l| l.write())
     }
 
     /// Read locks on every shard, in ascending order: one snapshot of all.
-    pub(super) fn read_all(&self) -> Held<'_, RwLockReadGuard<'_, Data>> {
+    pub(super) fn read_all(&self) -> Held<RwLockReadGuard<'_, Data>> {
         self.hold(u64::MAX >> (64 - SHARDS), |l| l.read())
     }
 
-    fn mask<'k>(&self, keys: impl Iterator<Item = &'k str>) -> u64 {
-        keys.fold(0, |mask, k| mask | 1 << self.index(k))
+    fn mask(&self, keys: &[Key<'_>]) -> u64 {
+        keys.iter().fold(0, |mask, k| mask | 1 << Self::index(*k))
     }
 
-    fn hold<'a, G>(&'a self, mask: u64, lock: impl Fn(&'a RwLock<Data>) -> G) -> Held<'a, G> {
+    fn hold<'a, G>(&'a self, mask: u64, lock: impl Fn(&'a RwLock<Data>) -> G) -> Held<G> {
         // Ascending bit order is ascending shard order.
         let guards =
             (0..SHARDS).filter(|i| mask & 1 << i != 0).map(|i| (i, lock(&self.shards[i].0))).collect();
-        Held { guards, index: self }
+        Held { guards }
     }
 }
 
 /// Locks held on a set of shards, released together when dropped.
-pub(super) struct Held<'a, G> {
+pub(super) struct Held<G> {
     guards: Vec<(usize, G)>,
-    index: &'a Shards,
 }
 
-impl<G> Held<'_, G> {
-    fn position(&self, key: &str) -> usize {
-        let i = self.index.index(key);
+impl<G> Held<G> {
+    fn position(&self, key: Key<'_>) -> usize {
+        let i = Shards::index(key);
         // Only keys whose shards were locked are asked for.
         self.guards
             .binary_search_by_key(&i, |(j, _)| *j)
@@ -123,15 +125,15 @@ impl<G> Held<'_, G> {
     }
 }
 
-impl<G: std::ops::Deref<Target = Data>> Held<'_, G> {
+impl<G: std::ops::Deref<Target = Data>> Held<G> {
     /// The shard holding `key` (one of the keys the locks were taken for).
-    pub(super) fn shard(&self, key: &str) -> &Data {
+    pub(super) fn shard(&self, key: Key<'_>) -> &Data {
         &self.guards[self.position(key)].1
     }
 }
 
-impl<G: std::ops::DerefMut<Target = Data>> Held<'_, G> {
-    pub(super) fn shard_mut(&mut self, key: &str) -> &mut Data {
+impl<G: std::ops::DerefMut<Target = Data>> Held<G> {
+    pub(super) fn shard_mut(&mut self, key: Key<'_>) -> &mut Data {
         let at = self.position(key);
         &mut self.guards[at].1
     }
