@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    hash::BuildHasher,
     time::{Duration, Instant},
 };
 
@@ -21,12 +22,24 @@ pub(super) struct Key<'k> {
     pub(super) hash: u64,
 }
 
+/// The store's one hasher: every shard's and the shard picker's.
+pub(super) type Hasher = foldhash::fast::RandomState;
+
+impl<'k> Key<'k> {
+    #[inline]
+    pub(super) fn new(hasher: &Hasher, name: &'k str) -> Self {
+        Key { name, hash: hasher.hash_one(name) }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Data {
-    /// Entries with their hashes: a table grows without hashing keys again.
+    /// Probed with a [`Key`]'s hash. Hashes are not stored (8 bytes per
+    /// bucket): growing and purging hash again with `hasher`.
     map: HashTable<Stored>,
+    hasher: Hasher,
     /// Deadlines in order, for the reaper; one entry per live TTL.
-    expiries: BTreeMap<(Instant, u64), (u64, Box<str>)>,
+    expiries: BTreeMap<(Instant, u64), Box<str>>,
     /// The next write's version; versions grow by `step`, so that shards
     /// starting at different offsets never hand out the same one.
     next: u64,
@@ -35,7 +48,6 @@ pub(super) struct Data {
 
 #[derive(Debug)]
 pub(super) struct Stored {
-    hash: u64,
     pub(super) key: Box<str>,
     pub(super) slot: Slot,
 }
@@ -65,8 +77,8 @@ pub(super) fn matches(slot: Option<&Slot>, etag: &ETag) -> bool {
 }
 
 impl Data {
-    pub(super) fn new(first: u64, step: u64) -> Self {
-        Data { map: HashTable::new(), expiries: BTreeMap::new(), next: first, step }
+    pub(super) fn new(first: u64, step: u64, hasher: Hasher) -> Self {
+        Data { map: HashTable::new(), hasher, expiries: BTreeMap::new(), next: first, step }
     }
 
     /// Every entry, live or not yet purged.
@@ -115,8 +127,8 @@ impl Data {
         let old = match self.find_mut(key) {
             Some(current) => Some(std::mem::replace(&mut current.slot, slot)),
             None => {
-                let stored = Stored { hash: key.hash, key: key.name.into(), slot };
-                self.map.insert_unique(key.hash, stored, |e| e.hash);
+                let stored = Stored { key: key.name.into(), slot };
+                self.map.insert_unique(key.hash, stored, |e| self.hasher.hash_one(&e.key));
                 None
             }
         };
@@ -124,7 +136,7 @@ impl Data {
             self.expiries.remove(&(t, v));
         }
         if let Some(t) = expires {
-            self.expiries.insert((t, version), (key.hash, key.name.into()));
+            self.expiries.insert((t, version), key.name.into());
         }
         (version, expires)
     }
@@ -174,7 +186,8 @@ impl Data {
             if entry.key().0 > now {
                 break;
             }
-            let ((_, version), (hash, key)) = entry.remove_entry();
+            let ((_, version), key) = entry.remove_entry();
+            let hash = self.hasher.hash_one(&key);
             // Only the write that set this deadline: a later one set its own.
             if let Ok(found) = self.map.find_entry(hash, |e| *e.key == *key && e.slot.version == version) {
                 found.remove();
@@ -191,8 +204,9 @@ mod tests {
 
     #[test]
     fn a_counter_incremented_in_place_keeps_its_deadline_for_the_purge() {
-        let mut data = Data::new(1, 1);
-        let c = Key { name: "c", hash: 7 };
+        let hasher = Hasher::default();
+        let mut data = Data::new(1, 1, hasher.clone());
+        let c = Key::new(&hasher, "c");
         let ttl = Duration::from_secs(60);
         let (_, _, deadline) = data.increment(c, 1, Some(ttl)).unwrap();
         let deadline = deadline.expect("a new counter's deadline");

@@ -15,11 +15,9 @@
 //! in all (27–45 ns). The shards win neither by much nor always, but they are
 //! the only candidate that gives transactions and snapshots, in this one file.
 
-use std::hash::BuildHasher;
-
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::data::{Data, Key};
+use super::data::{Data, Hasher, Key};
 
 /// Enough shards that writers on a many-core machine rarely meet, few enough
 /// that a call over every shard (`list_keys`, the reaper) stays cheap. At most
@@ -39,23 +37,23 @@ pub(super) struct Shards {
     /// One hash per key and call: it picks the shard (bits 32 to 36) and
     /// probes the shard's table (which takes the low bits for the bucket and
     /// the top seven as the tag).
-    hasher: foldhash::fast::RandomState,
+    hasher: Hasher,
 }
 
 impl Default for Shards {
     fn default() -> Self {
         // Versions are unique store-wide (an ETag of one key never matches
         // another): shard `i` counts `i + 1`, `i + 1 + SHARDS`, ...
-        let shards =
-            (0..SHARDS).map(|i| Padded(RwLock::new(Data::new(i as u64 + 1, SHARDS as u64)))).collect();
-        Shards { shards, hasher: Default::default() }
+        let hasher = Hasher::default();
+        let shard = |i| Padded(RwLock::new(Data::new(i as u64 + 1, SHARDS as u64, hasher.clone())));
+        Shards { shards: (0..SHARDS).map(shard).collect(), hasher }
     }
 }
 
 impl Shards {
     #[inline]
     pub(super) fn key<'k>(&self, name: &'k str) -> Key<'k> {
-        Key { name, hash: self.hasher.hash_one(name) }
+        Key::new(&self.hasher, name)
     }
 
     #[inline]
