@@ -68,7 +68,7 @@ impl DaprStateStore {
         }
         let etags = self.read_etags(&conditioned).await.ok()?;
         let stored: HashMap<&str, Option<String>> = conditioned.into_iter().zip(etags).collect();
-        let conflict = check_steps(ops, |key| match stored.get(key) {
+        let conflict = check_steps(ops, |_, key| match stored.get(key) {
             Some(Some(etag)) => Holds::Tag(etag.clone()),
             Some(None) => Holds::Absent,
             // No step on this key has a condition.

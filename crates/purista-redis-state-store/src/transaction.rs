@@ -113,7 +113,7 @@ fn effect(op: &Op) -> (&'static str, String, Bytes) {
 /// the stored state (first steps on a key pass here: the server judges
 /// them), with its error.
 fn local_conflict(ops: &[Op]) -> Option<(usize, Error)> {
-    let unjudged = |_: &str| Holds::Unjudged;
+    let unjudged = |_, _: &str| Holds::Unjudged;
     let err = check_steps(ops, unjudged).err()?;
     // `check_steps` stops at the first conflict: a prefix fails once it
     // holds that step.

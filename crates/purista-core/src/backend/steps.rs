@@ -19,13 +19,14 @@ pub enum Holds {
 }
 
 /// Checks each step of `ops` against what its key holds then: `stored`
-/// for the first step on a key, what the step before left for the others.
-/// Fails with the first conflict, naming its key.
-pub fn check_steps(ops: &[Op], mut stored: impl FnMut(&str) -> Holds) -> Result<()> {
+/// (given the step's index and key) for the first step on a key, what the
+/// step before left for the others. Fails with the first conflict, naming
+/// its key.
+pub fn check_steps(ops: &[Op], mut stored: impl FnMut(usize, &str) -> Holds) -> Result<()> {
     let mut left: std::collections::HashMap<&str, Holds> = Default::default();
-    for op in ops {
+    for (i, op) in ops.iter().enumerate() {
         let key = op.key();
-        let holds = left.remove(key).unwrap_or_else(|| stored(key));
+        let holds = left.remove(key).unwrap_or_else(|| stored(i, key));
         let matches = |tag: &ETag| match &holds {
             Holds::Tag(t) => t == tag.as_str(),
             Holds::Unjudged => true,
@@ -65,7 +66,7 @@ mod tests {
     fn each_step_sees_what_the_earlier_ones_left() {
         let v = || Json::from(serde_json::json!(1));
         let tag = |t: &str| ETag::new(t);
-        let stored = |k: &str| if k == "a" { Holds::Tag("1".into()) } else { Holds::Absent };
+        let stored = |_, k: &str| if k == "a" { Holds::Tag("1".into()) } else { Holds::Absent };
         let ok = vec![
             Op::put_with("a", v(), PutOptions::update(tag("1"))),
             Op::remove("a"),
@@ -86,7 +87,7 @@ mod tests {
             assert_eq!(key_of(check_steps(&ops, stored)).as_deref(), Some(key), "{ops:?}");
         }
         // Unjudged first steps pass; later steps on the key are still judged.
-        let unjudged = |_: &str| Holds::Unjudged;
+        let unjudged = |_, _: &str| Holds::Unjudged;
         assert_eq!(key_of(check_steps(&[Op::remove_if("a", tag("9"))], unjudged)), None);
         let ops =
             [Op::put_with("a", v(), PutOptions::create()), Op::put_with("a", v(), PutOptions::create())];

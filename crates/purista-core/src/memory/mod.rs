@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use data::etag;
+use data::{Key, etag};
 use reaper::Reaper;
 use shards::Shards;
 
@@ -154,11 +154,9 @@ impl DefaultStateStore {
     }
 
     /// Writes under the shard's lock; the new version.
-    fn put_value(&self, key: &str, value: Json, options: &PutOptions) -> Result<u64> {
+    fn put_value(&self, name: &str, value: Json, options: &PutOptions) -> Result<u64> {
         let (version, deadline) = {
-            let (shards, name) = (&self.shared.shards, key);
-            let key = shards.key(name);
-            let mut shard = shards.write(key);
+            let (key, mut shard) = self.shared.shards.write_key(name);
             shard.check_put(key, &options.mode)?;
             let event = self.shared.watched().then(|| value.clone());
             let written = shard.put(key, value, options.ttl);
@@ -241,11 +239,9 @@ impl Backend for DefaultStateStore {
         self.put_value(key, value, &PutOptions::default()).map(drop)
     }
 
-    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+    async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let (sum, deadline) = {
-            let (shards, name) = (&self.shared.shards, key);
-            let key = shards.key(name);
-            let mut shard = shards.write(key);
+            let (key, mut shard) = self.shared.shards.write_key(name);
             let (sum, version, deadline) = shard.increment(key, delta, ttl)?;
             if self.shared.watched()
                 && let Some(slot) = shard.live(key)
@@ -262,10 +258,8 @@ impl Backend for DefaultStateStore {
         Ok(sum)
     }
 
-    async fn remove(&self, key: &str, tag: Option<&ETag>) -> Result<()> {
-        let (shards, name) = (&self.shared.shards, key);
-        let key = shards.key(name);
-        let mut shard = shards.write(key);
+    async fn remove(&self, name: &str, tag: Option<&ETag>) -> Result<()> {
+        let (key, mut shard) = self.shared.shards.write_key(name);
         shard.check_delete(key, tag)?;
         if shard.delete(key) {
             self.shared.emit(name, WatchKind::Removed);
@@ -280,20 +274,19 @@ impl Backend for DefaultStateStore {
         let keys: Vec<_> = ops.iter().map(|op| shards.key(op.key())).collect();
         let mut held = shards.write_many(&keys);
         // Every condition first, against what the earlier steps leave.
-        check_steps(&ops, |name| {
-            let key = shards.key(name);
-            match held.shard(key).live(key) {
-                Some(slot) => Holds::Tag(slot.version.to_string()),
-                None => Holds::Absent,
-            }
+        check_steps(&ops, |i, _| match held.shard(keys[i]).live(keys[i]) {
+            Some(slot) => Holds::Tag(slot.version.to_string()),
+            None => Holds::Absent,
         })?;
+        // Each key was hashed once, above; the steps take their names along.
+        let hashes: Vec<u64> = keys.iter().map(|k| k.hash).collect();
         let watched = self.shared.watched();
         let mut earliest: Option<Instant> = None;
-        for op in ops {
+        for (op, hash) in ops.into_iter().zip(hashes) {
             match op {
                 Op::Put { key, value, options } => {
                     let event = watched.then(|| value.clone());
-                    let k = shards.key(&key);
+                    let k = Key { name: &key, hash };
                     let (version, deadline) = held.shard_mut(k).put(k, value, options.ttl);
                     earliest = reaper::sooner(earliest, deadline);
                     if let Some(value) = event {
@@ -301,7 +294,7 @@ impl Backend for DefaultStateStore {
                     }
                 }
                 Op::Remove { key, .. } => {
-                    let k = shards.key(&key);
+                    let k = Key { name: &key, hash };
                     if held.shard_mut(k).delete(k) {
                         self.shared.emit(&key, WatchKind::Removed);
                     }

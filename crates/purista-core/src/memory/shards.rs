@@ -71,6 +71,14 @@ impl Shards {
         self.shards[Self::index(key)].0.write()
     }
 
+    /// `name`'s key and its shard's write lock: the start of every
+    /// single-key write.
+    #[inline]
+    pub(super) fn write_key<'k>(&self, name: &'k str) -> (Key<'k>, RwLockWriteGuard<'_, Data>) {
+        let key = self.key(name);
+        (key, self.write(key))
+    }
+
     /// The shard at `index` alone (the reaper, `len`).
     pub(super) fn write_at(&self, index: usize) -> RwLockWriteGuard<'_, Data> {
         self.shards[index].0.write()
