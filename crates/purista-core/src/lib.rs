@@ -27,6 +27,6 @@ pub use memory::DefaultStateStore;
 pub use rate_limit::{Decision, RateLimit, RateLimited};
 pub use service::{Context, HandlerError, Service, ServiceBuilder, ServiceInfo};
 pub use store::{
-    Capabilities, Capability, ETag, Entry, Op, PutMode, PutOptions, StateMap, StateStore, WatchEvent,
+    Call, Capabilities, Capability, ETag, Entry, Op, PutMode, PutOptions, StateMap, StateStore, WatchEvent,
     WatchKind, WatchStream,
 };

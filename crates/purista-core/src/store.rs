@@ -1,6 +1,15 @@
 //! The contract handlers and services use: [`StateStore`], and its data types.
 
-use std::{collections::HashMap, fmt, pin::Pin, sync::Arc, time::Duration, time::SystemTime};
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 use futures_core::Stream;
@@ -34,11 +43,13 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Reads several names at once (one round trip where the backend can).
     async fn get_state(&self, names: &[&str]) -> Result<StateMap>;
-    /// Reads one name.
-    async fn get_value(&self, name: &str) -> Result<Option<Json>>;
-    /// Writes a value, replacing any earlier one and its TTL.
-    async fn set_state(&self, name: &str, value: Json) -> Result<()> {
-        self.put(name, value, PutOptions::default()).await.map(drop)
+    /// Reads one name. A [`Call`]: no allocation when the store answers at
+    /// once (the default store, a near-cache hit).
+    fn get_value<'a>(&'a self, name: &'a str) -> Call<'a, Option<Json>>;
+    /// Writes a value, replacing any earlier one and its TTL. A [`Call`],
+    /// like `get_value`.
+    fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
+        Call::boxed(async move { self.put(name, value, PutOptions::default()).await.map(drop) })
     }
     /// Removes a value; removing a missing name is not an error.
     async fn remove_state(&self, name: &str) -> Result<()> {
@@ -83,6 +94,60 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     fn scoped(self: Arc<Self>, prefix: &str) -> Arc<dyn StateStore>;
     /// Releases connections; the store is unusable afterwards.
     async fn destroy(&self) -> Result<()>;
+}
+
+/// The future of the contract's hottest calls (`get_value`, `set_state`):
+/// ready at once when the store answered without waiting, so that a call
+/// through `dyn StateStore` allocates nothing; else the boxed future every
+/// other call of the object-safe contract is.
+#[must_use = "a call does nothing unless awaited"]
+pub struct Call<'a, T>(CallState<'a, T>);
+
+enum CallState<'a, T> {
+    Ready(Option<Result<T>>),
+    Boxed(Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>),
+}
+
+impl<'a, T> Call<'a, T> {
+    /// An answer already known.
+    pub fn ready(result: Result<T>) -> Self {
+        Call(CallState::Ready(Some(result)))
+    }
+
+    /// An answer still to come.
+    pub fn boxed(future: impl Future<Output = Result<T>> + Send + 'a) -> Self {
+        Call(CallState::Boxed(Box::pin(future)))
+    }
+}
+
+// The answer is moved out whole, never pinned.
+impl<T> Unpin for Call<'_, T> {}
+
+impl<T> Future for Call<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // Both states are `Unpin`: an `Option` and a box.
+        match &mut self.get_mut().0 {
+            CallState::Ready(result) => match result.take() {
+                Some(result) => Poll::Ready(result),
+                None => Poll::Ready(Err(crate::Error::new(
+                    crate::ErrorKind::InvalidArgument,
+                    "a state call was polled again after it completed",
+                ))),
+            },
+            CallState::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Call<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            CallState::Ready(_) => "Call::Ready",
+            CallState::Boxed(_) => "Call::Boxed",
+        })
+    }
 }
 
 /// The optional parts of the contract a store supports.

@@ -143,3 +143,20 @@ async fn declared_staleness() {
     );
     assert_eq!(store.capabilities().stale_reads, None, "the store itself reads fresh");
 }
+
+/// A hit is answered at once: through `dyn StateStore` the call is ready
+/// before it is awaited (no boxed future); a miss asks the store.
+#[tokio::test]
+async fn a_hit_completes_at_once() {
+    let store = DefaultStateStore::new();
+    let s: Arc<dyn StateStore> = cached(&store, CacheOptions::default()).await;
+    s.set("k", &1).await.unwrap();
+    let miss = s.get_value("k");
+    assert_eq!(format!("{miss:?}"), "Call::Boxed");
+    assert_eq!(miss.await.unwrap(), Some(purista_core::Json::encode(&1).unwrap()));
+    let hit = s.get_value("k");
+    assert_eq!(format!("{hit:?}"), "Call::Ready");
+    assert_eq!(hit.await.unwrap(), Some(purista_core::Json::encode(&1).unwrap()));
+    // A name that is no key is never a hit: the store refuses it.
+    assert_eq!(s.get_value("").await.unwrap_err().kind(), ErrorKind::InvalidKey);
+}

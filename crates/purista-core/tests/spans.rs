@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use purista_core::DefaultStateStore;
+use purista_core::{DefaultStateStore, Json, StateStore};
 use tracing::{
     Subscriber,
     field::{Field, Visit},
@@ -45,6 +45,10 @@ async fn every_state_call_has_its_own_span() {
     store.get::<u32>("k").await.unwrap();
     store.get_state(&["k"]).await.unwrap();
     store.remove_state("k").await.unwrap();
+    // Through `dyn`, where reads and plain writes complete at once.
+    let contract: &dyn StateStore = &store;
+    contract.set_state("k", Json::encode(&1).unwrap()).await.unwrap();
+    contract.get_value("k").await.unwrap();
 
     let seen = spans.0.lock().unwrap().clone();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
@@ -54,7 +58,9 @@ async fn every_state_call_has_its_own_span() {
             "purista.stateStore.setValue",
             "purista.stateStore.getValue",
             "purista.stateStore.getValue",
-            "purista.stateStore.removeValue"
+            "purista.stateStore.removeValue",
+            "purista.stateStore.setValue",
+            "purista.stateStore.getValue",
         ]
     );
     for (_, fields) in &seen {

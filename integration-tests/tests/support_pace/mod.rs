@@ -12,7 +12,8 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use purista_core::{
-    Capabilities, ETag, Entry, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore, WatchStream,
+    Call, Capabilities, ETag, Entry, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore,
+    WatchStream,
 };
 
 /// How long a failed call is held back.
@@ -50,11 +51,11 @@ impl StateStore for Paced {
     async fn get_state(&self, names: &[&str]) -> Result<StateMap> {
         paced(self.0.get_state(names).await).await
     }
-    async fn get_value(&self, name: &str) -> Result<Option<Json>> {
-        paced(self.0.get_value(name).await).await
+    fn get_value<'a>(&'a self, name: &'a str) -> Call<'a, Option<Json>> {
+        Call::boxed(async move { paced(self.0.get_value(name).await).await })
     }
-    async fn set_state(&self, name: &str, value: Json) -> Result<()> {
-        paced(self.0.set_state(name, value).await).await
+    fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
+        Call::boxed(async move { paced(self.0.set_state(name, value).await).await })
     }
     async fn remove_state(&self, name: &str) -> Result<()> {
         paced(self.0.remove_state(name).await).await

@@ -1,20 +1,20 @@
 //! `impl StateStore for every Backend`: each call checked, prefixed, traced.
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tracing::Instrument;
 
 use crate::{
-    Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap,
+    Call, Capabilities, Capability, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap,
     StateStore, StoreConfig, WatchEvent, WatchStream,
     config::{GET_DISABLED, REMOVE_DISABLED, SET_DISABLED},
     key::{join, strip},
     lease::{LeaseAnswer, LeaseStep, fence_key, holder_key},
 };
 
-use super::{Backend, rules::*};
+use super::{Backend, Immediate, rules::*};
 
 /// Runs a call in its span. The span is skipped when no subscriber wants
 /// it (no wrapper entering and leaving it on every poll); then an
@@ -28,6 +28,10 @@ macro_rules! traced {
     ($store:expr, $name:literal, async $body:block) => {{
         let span = traced!(@span $store, $name);
         if span.is_disabled() { $body } else { async $body.instrument(span).await }
+    }};
+    ($store:expr, $name:literal, now $body:block) => {{
+        let span = traced!(@span $store, $name);
+        if span.is_disabled() { $body } else { span.in_scope(|| $body) }
     }};
     ($store:expr, $name:literal, $future:expr) => {{
         let span = traced!(@span $store, $name);
@@ -49,8 +53,11 @@ impl<B: Backend> StateStore for B {
         get_state(self, names).await
     }
 
-    async fn get_value(&self, name: &str) -> Result<Option<Json>> {
-        get_value(self, name).await
+    fn get_value<'a>(&'a self, name: &'a str) -> Call<'a, Option<Json>> {
+        match Backend::immediate(self) {
+            Some(now) => Call::ready(get_value_now(self, now, name)),
+            None => Call::boxed(get_value(self, name)),
+        }
     }
 
     async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {
@@ -65,8 +72,11 @@ impl<B: Backend> StateStore for B {
         })
     }
 
-    async fn set_state(&self, name: &str, value: Json) -> Result<()> {
-        super::direct::set_state(self, name, value).await
+    fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
+        match Backend::immediate(self) {
+            Some(now) => Call::ready(set_state_now(self, now, name, value)),
+            None => Call::boxed(super::direct::set_state(self, name, value)),
+        }
     }
 
     async fn put(&self, name: &str, value: Json, options: PutOptions) -> Result<Option<ETag>> {
@@ -230,11 +240,49 @@ pub async fn get_state<B: Backend>(b: &B, names: &[&str]) -> Result<StateMap> {
 /// The contract's `get_value` (for the trait and [`direct_calls!`](crate::direct_calls)).
 pub async fn get_value<B: Backend>(b: &B, name: &str) -> Result<Option<Json>> {
     traced!(b, "purista.stateStore.getValue", async {
-        let config = b.config();
-        enabled(config.enable_get, Backend::name(b), GET_DISABLED)?;
-        check_key(b, name)?;
-        Backend::get_value(b, &prefixed(&config.key_prefix, name)).await.map_err(unprefix(config))
+        let key = read_key(b, name)?;
+        Backend::get_value(b, &key).await.map_err(unprefix(b.config()))
     })
+}
+
+/// `get_value` on a store that answers at once.
+fn get_value_now<B: Backend>(b: &B, now: &dyn Immediate, name: &str) -> Result<Option<Json>> {
+    traced!(b, "purista.stateStore.getValue", now {
+        let key = read_key(b, name)?;
+        now.get_value_now(&key).map_err(unprefix(b.config()))
+    })
+}
+
+/// `set_state` on a store that answers at once.
+fn set_state_now<B: Backend>(b: &B, now: &dyn Immediate, name: &str, value: Json) -> Result<()> {
+    traced!(b, "purista.stateStore.setValue", now {
+        let key = write_key(b, name, &value, &mut PutOptions::default())?;
+        now.set_state_now(&key, value).map_err(unprefix(b.config()))
+    })
+}
+
+/// A read's rules (reads enabled, a valid name): the key the backend sees.
+#[inline]
+fn read_key<'n, B: Backend>(b: &B, name: &'n str) -> Result<Cow<'n, str>> {
+    let config = b.config();
+    enabled(config.enable_get, Backend::name(b), GET_DISABLED)?;
+    check_key(b, name)?;
+    Ok(prefixed(&config.key_prefix, name))
+}
+
+/// A write's rules (writes enabled, a valid name, value and options, the
+/// TTL rounded): the key the backend sees.
+#[inline]
+fn write_key<'n, B: Backend>(
+    b: &B,
+    name: &'n str,
+    value: &Json,
+    options: &mut PutOptions,
+) -> Result<Cow<'n, str>> {
+    let config = b.config();
+    enabled(config.enable_set, Backend::name(b), SET_DISABLED)?;
+    check_put(b, name, value, options)?;
+    Ok(prefixed(&config.key_prefix, name))
 }
 
 // Shared by `set_state` and `put` (and the remove pair) so that neither goes
@@ -247,18 +295,15 @@ pub(crate) async fn put<B: Backend>(
     options: Option<PutOptions>,
 ) -> Result<Option<ETag>> {
     traced!(b, "purista.stateStore.setValue", async {
-        let config = b.config();
-        enabled(config.enable_set, Backend::name(b), SET_DISABLED)?;
         let plain = options.is_none();
         let mut options = options.unwrap_or_default();
-        check_put(b, name, &value, &mut options)?;
-        let key = prefixed(&config.key_prefix, name);
+        let key = write_key(b, name, &value, &mut options)?;
         let written = if plain {
             Backend::set_state(b, &key, value).await.map(|()| None)
         } else {
             Backend::put(b, &key, value, &options).await
         };
-        written.map_err(unprefix(config))
+        written.map_err(unprefix(b.config()))
     })
 }
 

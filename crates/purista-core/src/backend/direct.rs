@@ -161,6 +161,24 @@ mod tests {
         assert_eq!(contract.get_value("a").await.unwrap(), None);
     }
 
+    /// Through `dyn`, the default store's reads and plain writes are ready
+    /// before they are awaited: no boxed future. Refusals too.
+    #[tokio::test]
+    async fn the_default_store_answers_dyn_calls_at_once() {
+        let store = prefixed(StoreConfig::default());
+        let contract: &dyn StateStore = &store;
+        let set = contract.set_state("a", Json::encode(&1).unwrap());
+        assert_eq!(format!("{set:?}"), "Call::Ready");
+        set.await.unwrap();
+        let get = contract.get_value("a");
+        assert_eq!(format!("{get:?}"), "Call::Ready");
+        assert_eq!(get.await.unwrap(), Some(Json::encode(&1).unwrap()));
+        assert_eq!(store.get::<i32>("a").await.unwrap(), Some(1), "the same entry on the direct path");
+        let refused = contract.get_value("");
+        assert_eq!(format!("{refused:?}"), "Call::Ready");
+        assert_eq!(refused.await.unwrap_err().kind(), ErrorKind::InvalidKey);
+    }
+
     /// The same checks, and the same errors, on both paths.
     #[tokio::test]
     async fn both_paths_refuse_the_same() {

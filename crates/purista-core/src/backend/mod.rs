@@ -27,6 +27,17 @@ pub use crate::handle::Handle;
 pub use counter::{add, counter_value};
 pub use steps::{Holds, check_steps};
 
+/// A backend that answers reads and plain writes without waiting (an
+/// in-process map): through [`Backend::immediate`] the contract's
+/// `get_value` and `set_state` then complete at once, with no boxed future
+/// even through `dyn StateStore`. Keys arrive as for [`Backend`].
+pub trait Immediate {
+    /// [`Backend::get_value`], at once.
+    fn get_value_now(&self, key: &str) -> Result<Option<Json>>;
+    /// [`Backend::set_state`], at once.
+    fn set_state_now(&self, key: &str, value: Json) -> Result<()>;
+}
+
 /// The longest TTL accepted, on every store: Dapr's `ttlInSeconds` is an
 /// int32, and the other backends go further.
 pub const MAX_TTL: Duration = Duration::from_secs(i32::MAX as u64);
@@ -93,6 +104,11 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
     /// settings ("nats-server 2.10 has no per-message TTL"); put in the
     /// `Unsupported` error.
     fn unsupported_reason(&self, _capability: Capability) -> Option<String> {
+        None
+    }
+
+    /// The same store when it answers without waiting ([`Immediate`]).
+    fn immediate(&self) -> Option<&dyn Immediate> {
         None
     }
 

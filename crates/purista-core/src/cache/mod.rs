@@ -77,7 +77,7 @@ use near::Near;
 pub use options::CacheOptions;
 
 use crate::{
-    Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore,
+    Call, Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutOptions, Result, StateMap, StateStore,
     WatchStream,
     handle::Handle,
     lease::{LeaseAnswer, LeaseStep, fence_key, holder_key},
@@ -229,16 +229,18 @@ impl CachedStore {
         Some(Some(self.shared.max_age.map_or(left, |age| age.min(left))))
     }
 
-    /// One name through the cache.
+    /// A hit, answered at once (`None`: ask the store).
+    fn hit(&self, near: &Near, name: &str) -> Option<Option<Json>> {
+        // A cached key was valid where it was read; this name must be too.
+        validate_key(name).ok()?;
+        let hit = near.lookup(&self.key(name))?;
+        metrics_add(near, |c| &c.hits, 1);
+        Some(hit)
+    }
+
+    /// A miss: read from the store, and cached if nothing changed meanwhile.
     async fn read(&self, near: &Near, name: &str) -> Result<Option<Json>> {
         let key = self.key(name);
-        // A cached key was valid where it was read; this name must be too.
-        if validate_key(name).is_ok()
-            && let Some(hit) = near.lookup(&key)
-        {
-            metrics_add(near, |c| &c.hits, 1);
-            return Ok(hit);
-        }
         let Some(ticket) = near.ticket(&key) else {
             metrics_add(near, |c| &c.bypassed, 1);
             return self.inner.get_value(name).await;
@@ -321,17 +323,22 @@ impl StateStore for CachedStore {
         }
     }
 
-    async fn get_value(&self, name: &str) -> Result<Option<Json>> {
+    fn get_value<'a>(&'a self, name: &'a str) -> Call<'a, Option<Json>> {
         match &self.shared.near {
-            Some(near) => self.read(near, name).await,
-            None => self.inner.get_value(name).await,
+            Some(near) => match self.hit(near, name) {
+                Some(hit) => Call::ready(Ok(hit)),
+                None => Call::boxed(self.read(near, name)),
+            },
+            None => self.inner.get_value(name),
         }
     }
 
-    async fn set_state(&self, name: &str, value: Json) -> Result<()> {
-        let result = self.inner.set_state(name, value).await;
-        self.invalidate(&[name]);
-        result
+    fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
+        Call::boxed(async move {
+            let result = self.inner.set_state(name, value).await;
+            self.invalidate(&[name]);
+            result
+        })
     }
 
     async fn remove_state(&self, name: &str) -> Result<()> {

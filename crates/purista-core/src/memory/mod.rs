@@ -24,7 +24,7 @@ use shards::Shards;
 use crate::{
     Capabilities, ETag, Entry, Error, Json, Op, PutOptions, Result, StoreConfig, WatchEvent, WatchKind,
     WatchStream,
-    backend::{Backend, Holds, check_steps},
+    backend::{Backend, Holds, Immediate, check_steps},
     validate_key,
 };
 
@@ -187,6 +187,21 @@ impl Drop for Shared {
 
 crate::direct_calls!(DefaultStateStore);
 
+/// Reads and plain writes never wait: `context.states` calls them without
+/// a boxed future.
+impl Immediate for DefaultStateStore {
+    #[inline]
+    fn get_value_now(&self, key: &str) -> Result<Option<Json>> {
+        Ok(self.read(key))
+    }
+
+    #[inline]
+    fn set_state_now(&self, key: &str, value: Json) -> Result<()> {
+        // `set_state` drops the ETag: do not format one.
+        self.put_value(key, value, &PutOptions::default()).map(drop)
+    }
+}
+
 impl Backend for DefaultStateStore {
     fn name(&self) -> &str {
         "DefaultStateStore"
@@ -203,6 +218,11 @@ impl Backend for DefaultStateStore {
     #[inline]
     fn capabilities(&self) -> Capabilities {
         Capabilities::all(Duration::from_millis(1))
+    }
+
+    #[inline]
+    fn immediate(&self) -> Option<&dyn Immediate> {
+        Some(self)
     }
 
     async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
