@@ -51,9 +51,10 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
         Call::boxed(async move { self.put(name, value, PutOptions::default()).await.map(drop) })
     }
-    /// Removes a value; removing a missing name is not an error.
-    async fn remove_state(&self, name: &str) -> Result<()> {
-        self.remove(name, None).await
+    /// Removes a value; removing a missing name is not an error. A
+    /// [`Call`], like `get_value`.
+    fn remove_state<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
+        Call::boxed(self.remove(name, None))
     }
 
     /// Reads a value with its ETag and expiry ([`Capabilities::etag`]).
@@ -96,7 +97,8 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn destroy(&self) -> Result<()>;
 }
 
-/// The future of the contract's hottest calls (`get_value`, `set_state`):
+/// The future of the contract's hottest calls (`get_value`, `set_state`,
+/// `remove_state`):
 /// ready at once when the store answered without waiting, so that a call
 /// through `dyn StateStore` allocates nothing; else the boxed future every
 /// other call of the object-safe contract is.

@@ -49,6 +49,7 @@ async fn every_state_call_has_its_own_span() {
     let contract: &dyn StateStore = &store;
     contract.set_state("k", Json::encode(&1).unwrap()).await.unwrap();
     contract.get_value("k").await.unwrap();
+    contract.remove_state("k").await.unwrap();
 
     let seen = spans.0.lock().unwrap().clone();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
@@ -61,6 +62,7 @@ async fn every_state_call_has_its_own_span() {
             "purista.stateStore.removeValue",
             "purista.stateStore.setValue",
             "purista.stateStore.getValue",
+            "purista.stateStore.removeValue",
         ]
     );
     for (_, fields) in &seen {

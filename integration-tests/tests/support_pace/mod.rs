@@ -57,8 +57,8 @@ impl StateStore for Paced {
     fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
         Call::boxed(async move { paced(self.0.set_state(name, value).await).await })
     }
-    async fn remove_state(&self, name: &str) -> Result<()> {
-        paced(self.0.remove_state(name).await).await
+    fn remove_state<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
+        Call::boxed(async move { paced(self.0.remove_state(name).await).await })
     }
     async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {
         paced(self.0.get_entry(name).await).await

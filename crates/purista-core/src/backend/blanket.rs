@@ -83,8 +83,11 @@ impl<B: Backend> StateStore for B {
         put(self, name, value, Some(options)).await
     }
 
-    async fn remove_state(&self, name: &str) -> Result<()> {
-        super::direct::remove_state(self, name).await
+    fn remove_state<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
+        match Backend::immediate(self) {
+            Some(now) => Call::ready(remove_state_now(self, now, name)),
+            None => Call::boxed(super::direct::remove_state(self, name)),
+        }
     }
 
     async fn remove(&self, name: &str, etag: Option<&ETag>) -> Result<()> {
@@ -309,13 +312,28 @@ pub(crate) async fn put<B: Backend>(
 
 pub(crate) async fn remove<B: Backend>(b: &B, name: &str, etag: Option<&ETag>) -> Result<()> {
     traced!(b, "purista.stateStore.removeValue", async {
-        let config = b.config();
-        enabled(config.enable_remove, Backend::name(b), REMOVE_DISABLED)?;
-        check_key(b, name)?;
-        check_etag(b, name, etag)?;
-        let key = prefixed(&config.key_prefix, name);
-        Backend::remove(b, &key, etag).await.map_err(unprefix(config))
+        let key = remove_key(b, name, etag)?;
+        Backend::remove(b, &key, etag).await.map_err(unprefix(b.config()))
     })
+}
+
+/// `remove_state` on a store that answers at once.
+fn remove_state_now<B: Backend>(b: &B, now: &dyn Immediate, name: &str) -> Result<()> {
+    traced!(b, "purista.stateStore.removeValue", now {
+        let key = remove_key(b, name, None)?;
+        now.remove_state_now(&key).map_err(unprefix(b.config()))
+    })
+}
+
+/// A remove's rules (removes enabled, a valid name and ETag): the key the
+/// backend sees.
+#[inline]
+fn remove_key<'n, B: Backend>(b: &B, name: &'n str, etag: Option<&ETag>) -> Result<Cow<'n, str>> {
+    let config = b.config();
+    enabled(config.enable_remove, Backend::name(b), REMOVE_DISABLED)?;
+    check_key(b, name)?;
+    check_etag(b, name, etag)?;
+    Ok(prefixed(&config.key_prefix, name))
 }
 
 /// A lease's TTL: required, and checked and rounded as any other.

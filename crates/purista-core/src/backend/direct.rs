@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(contract.get_value("a").await.unwrap(), None);
     }
 
-    /// Through `dyn`, the default store's reads and plain writes are ready
+    /// Through `dyn`, the default store's reads, plain writes and removes are ready
     /// before they are awaited: no boxed future. Refusals too.
     #[tokio::test]
     async fn the_default_store_answers_dyn_calls_at_once() {
@@ -174,6 +174,10 @@ mod tests {
         assert_eq!(format!("{get:?}"), "Call::Ready");
         assert_eq!(get.await.unwrap(), Some(Json::encode(&1).unwrap()));
         assert_eq!(store.get::<i32>("a").await.unwrap(), Some(1), "the same entry on the direct path");
+        let removed = contract.remove_state("a");
+        assert_eq!(format!("{removed:?}"), "Call::Ready");
+        removed.await.unwrap();
+        assert_eq!(store.get::<i32>("a").await.unwrap(), None);
         let refused = contract.get_value("");
         assert_eq!(format!("{refused:?}"), "Call::Ready");
         assert_eq!(refused.await.unwrap_err().kind(), ErrorKind::InvalidKey);

@@ -29,13 +29,15 @@ pub use steps::{Holds, check_steps};
 
 /// A backend that answers reads and plain writes without waiting (an
 /// in-process map): through [`Backend::immediate`] the contract's
-/// `get_value` and `set_state` then complete at once, with no boxed future
+/// `get_value`, `set_state` and `remove_state` then complete at once, with no boxed future
 /// even through `dyn StateStore`. Keys arrive as for [`Backend`].
 pub trait Immediate {
     /// [`Backend::get_value`], at once.
     fn get_value_now(&self, key: &str) -> Result<Option<Json>>;
     /// [`Backend::set_state`], at once.
     fn set_state_now(&self, key: &str, value: Json) -> Result<()>;
+    /// [`Backend::remove`] without an ETag, at once.
+    fn remove_state_now(&self, key: &str) -> Result<()>;
 }
 
 /// The longest TTL accepted, on every store: Dapr's `ttlInSeconds` is an

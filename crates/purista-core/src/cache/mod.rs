@@ -341,10 +341,12 @@ impl StateStore for CachedStore {
         })
     }
 
-    async fn remove_state(&self, name: &str) -> Result<()> {
-        let result = self.inner.remove_state(name).await;
-        self.invalidate(&[name]);
-        result
+    fn remove_state<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
+        Call::boxed(async move {
+            let result = self.inner.remove_state(name).await;
+            self.invalidate(&[name]);
+            result
+        })
     }
 
     async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {

@@ -171,6 +171,17 @@ impl DefaultStateStore {
         Ok(version)
     }
 
+    /// Removes under the shard's lock, if `tag` (when given) matches.
+    #[inline]
+    fn delete(&self, name: &str, tag: Option<&ETag>) -> Result<()> {
+        let (key, mut shard) = self.shared.shards.write_key(name);
+        shard.check_delete(key, tag)?;
+        if shard.delete(key) {
+            self.shared.emit(name, WatchKind::Removed);
+        }
+        Ok(())
+    }
+
     #[inline]
     fn read(&self, key: &str) -> Option<Json> {
         let key = self.shared.shards.key(key);
@@ -187,7 +198,7 @@ impl Drop for Shared {
 
 crate::direct_calls!(DefaultStateStore);
 
-/// Reads and plain writes never wait: `context.states` calls them without
+/// Reads, plain writes and removes never wait: `context.states` calls them without
 /// a boxed future.
 impl Immediate for DefaultStateStore {
     #[inline]
@@ -199,6 +210,11 @@ impl Immediate for DefaultStateStore {
     fn set_state_now(&self, key: &str, value: Json) -> Result<()> {
         // `set_state` drops the ETag: do not format one.
         self.put_value(key, value, &PutOptions::default()).map(drop)
+    }
+
+    #[inline]
+    fn remove_state_now(&self, key: &str) -> Result<()> {
+        self.delete(key, None)
     }
 }
 
@@ -279,12 +295,7 @@ impl Backend for DefaultStateStore {
     }
 
     async fn remove(&self, name: &str, tag: Option<&ETag>) -> Result<()> {
-        let (key, mut shard) = self.shared.shards.write_key(name);
-        shard.check_delete(key, tag)?;
-        if shard.delete(key) {
-            self.shared.emit(name, WatchKind::Removed);
-        }
-        Ok(())
+        self.delete(name, tag)
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<()> {
