@@ -98,11 +98,15 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 }
 
 /// The future of the contract's hottest calls (`get_value`, `set_state`,
-/// `remove_state`):
-/// ready at once when the store answered without waiting, so that a call
-/// through `dyn StateStore` allocates nothing; else the boxed future every
-/// other call of the object-safe contract is.
-#[must_use = "a call does nothing unless awaited"]
+/// `remove_state`): ready at once when the store answered without waiting,
+/// so that a call through `dyn StateStore` allocates nothing; else the boxed
+/// future every other call of the object-safe contract is.
+///
+/// On a store that answers at once (the default store, a near-cache hit)
+/// the call is made when the method is called, not when it is first
+/// polled: a `set_state` built and dropped unawaited has still written.
+/// Await every call.
+#[must_use = "its answer (and any error) is lost unless it is awaited"]
 pub struct Call<'a, T>(CallState<'a, T>);
 
 enum CallState<'a, T> {
