@@ -253,7 +253,7 @@ impl Backend for DefaultStateStore {
     }
 
     async fn get_value(&self, key: &str) -> Result<Option<Json>> {
-        Ok(self.read(key))
+        self.get_value_now(key)
     }
 
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
@@ -271,8 +271,7 @@ impl Backend for DefaultStateStore {
     }
 
     async fn set_state(&self, key: &str, value: Json) -> Result<()> {
-        // `set_state` drops the ETag: do not format one.
-        self.put_value(key, value, &PutOptions::default()).map(drop)
+        self.set_state_now(key, value)
     }
 
     async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
