@@ -54,7 +54,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Removes a value; removing a missing name is not an error. A
     /// [`Call`], like `get_value`.
     fn remove_state<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
-        Call::boxed(self.remove(name, None))
+        Call::from(self.remove(name, None))
     }
 
     /// Reads a value with its ETag and expiry ([`Capabilities::etag`]).
@@ -123,6 +123,22 @@ impl<'a, T> Call<'a, T> {
     /// An answer still to come.
     pub fn boxed(future: impl Future<Output = Result<T>> + Send + 'a) -> Self {
         Call(CallState::Boxed(Box::pin(future)))
+    }
+
+    /// The answer, when the store already gave it; else the call, still to
+    /// be awaited. Lets a wrapper (a cache) stay ready over a ready store.
+    pub fn into_ready(self) -> std::result::Result<Result<T>, Self> {
+        match self.0 {
+            CallState::Ready(Some(result)) => Ok(result),
+            state => Err(Call(state)),
+        }
+    }
+}
+
+/// A future boxed already (what `async_trait` methods return): not boxed again.
+impl<'a, T> From<Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>> for Call<'a, T> {
+    fn from(future: Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>) -> Self {
+        Call(CallState::Boxed(future))
     }
 }
 

@@ -160,3 +160,26 @@ async fn a_hit_completes_at_once() {
     // A name that is no key is never a hit: the store refuses it.
     assert_eq!(s.get_value("").await.unwrap_err().kind(), ErrorKind::InvalidKey);
 }
+
+#[tokio::test]
+async fn writes_over_a_store_that_answers_at_once_stay_ready() {
+    let store = DefaultStateStore::new();
+    let s: Arc<dyn StateStore> = cached(&store, CacheOptions::default()).await;
+    let json = |n: u32| purista_core::Json::encode(&n).unwrap();
+    s.set_state("k", json(1)).await.unwrap();
+    assert_eq!(s.get_value("k").await.unwrap(), Some(json(1)));
+    let set = s.set_state("k", json(2));
+    assert_eq!(format!("{set:?}"), "Call::Ready");
+    set.await.unwrap();
+    // The cached 1 was dropped with the write: read again, then a hit.
+    let miss = s.get_value("k");
+    assert_eq!(format!("{miss:?}"), "Call::Boxed");
+    assert_eq!(miss.await.unwrap(), Some(json(2)));
+    let remove = s.remove_state("k");
+    assert_eq!(format!("{remove:?}"), "Call::Ready");
+    remove.await.unwrap();
+    assert_eq!(s.get_value("k").await.unwrap(), None);
+    assert_eq!(store.get_value("k").await.unwrap(), None);
+    // A refused write is ready too, and still an error.
+    assert_eq!(s.set_state("", json(3)).await.unwrap_err().kind(), ErrorKind::InvalidKey);
+}

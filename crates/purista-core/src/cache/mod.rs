@@ -216,6 +216,22 @@ impl CachedStore {
         }
     }
 
+    /// The inner store's write of `name`, then the cached answer dropped:
+    /// ready at once when the inner store answered at once.
+    fn written<'a>(&'a self, name: &'a str, write: Call<'a, ()>) -> Call<'a, ()> {
+        match write.into_ready() {
+            Ok(result) => {
+                self.invalidate(&[name]);
+                Call::ready(result)
+            }
+            Err(write) => Call::boxed(async move {
+                let result = write.await;
+                self.invalidate(&[name]);
+                result
+            }),
+        }
+    }
+
     fn invalidate(&self, names: &[&str]) {
         if let Some(near) = &self.shared.near {
             names.iter().for_each(|n| near.invalidate(&self.key(n)));
@@ -334,19 +350,11 @@ impl StateStore for CachedStore {
     }
 
     fn set_state<'a>(&'a self, name: &'a str, value: Json) -> Call<'a, ()> {
-        Call::boxed(async move {
-            let result = self.inner.set_state(name, value).await;
-            self.invalidate(&[name]);
-            result
-        })
+        self.written(name, self.inner.set_state(name, value))
     }
 
     fn remove_state<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
-        Call::boxed(async move {
-            let result = self.inner.remove_state(name).await;
-            self.invalidate(&[name]);
-            result
-        })
+        self.written(name, self.inner.remove_state(name))
     }
 
     async fn get_entry(&self, name: &str) -> Result<Option<Entry>> {
