@@ -29,7 +29,10 @@ pub(crate) async fn increment(
     let unexpected = || Error::new(ErrorKind::Backend, "redis: an unexpected answer to the counter script");
     let Value::Array(mut parts) = reply else { return Err(unexpected().with_key(key)) };
     match (parts.pop(), parts.pop().and_then(|done| done.as_i64())) {
-        (Some(sum), Some(1)) => sum.as_i64().ok_or_else(|| unexpected().with_key(key)),
+        (Some(sum), Some(1)) => sum
+            .as_i64()
+            .or_else(|| sum.as_bytes_str()?.parse().ok())
+            .ok_or_else(|| unexpected().with_key(key)),
         // Refused: the same error core's compare-and-swap path gives.
         (Some(stored), Some(0)) => {
             let stored =

@@ -235,6 +235,7 @@ return 0"#
 /// `INCRBY` itself is the check: it takes exactly the canonical integers
 /// JSON writes (no sign `+`, leading zero, fraction or exponent) within
 /// `i64`, so the value is read only when it refuses.
+/// Lua numbers are doubles: a sum from ±2^53 on comes back as `GET`'s text.
 /// Watchers see it through the `incrby` notification, as another client's.
 pub(crate) static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -249,6 +250,7 @@ if ttl > 0 then
 else
   redis.call('SET', v, ARGV[3])
 end
+if sum >= 9007199254740992 or sum <= -9007199254740992 then sum = redis.call('GET', k) end
 return {1, sum}"#,
     )
 });
