@@ -133,6 +133,18 @@ impl Error {
         Error::new(ErrorKind::Unsupported, message)
     }
 
+    /// The same error for another caller: kind, message, key, and the
+    /// cause's text (a cause is not `Clone`).
+    pub(crate) fn duplicate(&self) -> Error {
+        let Inner { kind, message, key, source } = &*self.0;
+        Error(Box::new(Inner {
+            kind: *kind,
+            message: message.clone(),
+            key: key.clone(),
+            source: source.as_ref().map(|s| s.to_string().into()),
+        }))
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind

@@ -69,6 +69,9 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Adds `delta` to the integer stored under `name`, atomically, and
     /// returns the sum ([`Capabilities::counters`]). A missing name counts
     /// as 0 and is created with `ttl`; an existing one keeps its expiry.
+    /// Concurrent increments of one name from one instance may be sent as
+    /// one ([`Combiner`](crate::backend::Combiner)); each answers the sum it
+    /// would have seen alone.
     async fn increment(&self, name: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
     /// One step of the [`Lease`](crate::Lease) named `name` ([`Capabilities::etag`],
     /// `create_only`, `ttl` and `transactions`). Core builds it from those;

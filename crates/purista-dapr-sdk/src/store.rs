@@ -8,7 +8,7 @@ use dapr::dapr::proto::{
 };
 use purista_core::{
     Capabilities, ETag, Entry, Error, ErrorKind, Json, Op, PutMode, PutOptions, Result, StoreConfig,
-    backend::Backend,
+    backend::{Backend, Combiner},
 };
 
 use crate::{
@@ -60,6 +60,9 @@ pub(crate) struct Settings {
     concurrency: Concurrency,
     ttl: bool,
     store: StoreConfig,
+    /// Concurrent increments of one key, sent as one (compare-and-swap
+    /// writes of one store no longer conflict with each other).
+    counters: Combiner,
 }
 
 impl fmt::Debug for DaprStateStore {
@@ -88,6 +91,7 @@ impl DaprStateStore {
             concurrency: config.concurrency,
             ttl: config.ttl,
             store: config.store.clone(),
+            counters: Combiner::default(),
         };
         DaprStateStore { conn, settings: Arc::new(settings) }
     }
@@ -178,6 +182,10 @@ impl Backend for DaprStateStore {
 
     fn with_config(&self, config: StoreConfig) -> Self {
         DaprStateStore::with_config(self, config)
+    }
+
+    fn combiner(&self) -> Option<&Combiner> {
+        Some(&self.settings.counters)
     }
 
     fn capabilities(&self) -> Capabilities {

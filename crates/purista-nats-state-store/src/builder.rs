@@ -4,7 +4,10 @@
 use std::{fmt, path::PathBuf, sync::Arc};
 
 use async_nats::{Client, ConnectOptions, ServerAddr};
-use purista_core::{Error, ErrorKind, Result, StoreConfig, backend::Handle};
+use purista_core::{
+    Error, ErrorKind, Result, StoreConfig,
+    backend::{Combiner, Handle},
+};
 
 use crate::{
     BucketSettings, DEFAULT_BUCKET, NatsStateStore, Storage, batch_get, bucket, reads, store::Inner,
@@ -284,6 +287,7 @@ impl NatsStateStoreBuilder {
                 // Decided once, from the stream as it is now.
                 reads: reads::ReadPath::choose(info, self.replica_reads),
                 batch_get: batch_get::api_subject(&client, &kv),
+                counters: Combiner::default(),
                 read_prefix: kv.prefix.clone(),
                 publish_prefix: kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone()),
                 js,

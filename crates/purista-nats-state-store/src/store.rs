@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use async_nats::{Client, jetstream, jetstream::kv};
 use purista_core::{
     Capabilities, Capability, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream,
-    backend::{Backend, Handle},
+    backend::{Backend, Combiner, Handle},
 };
 
 use crate::{
@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     pub reads: reads::ReadPath,
     /// Where `get_state` sends batched direct gets; `None`: key by key.
     pub batch_get: Option<String>,
+    /// Concurrent increments of one key, sent as one (compare-and-swap
+    /// writes of one instance no longer conflict with each other).
+    pub counters: Combiner,
     pub bucket: String,
     pub remove_mode: RemoveMode,
     pub caps: Capabilities,
@@ -136,6 +139,10 @@ impl Backend for NatsStateStore {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.caps
+    }
+
+    fn combiner(&self) -> Option<&Combiner> {
+        Some(&self.inner.counters)
     }
 
     fn unsupported_reason(&self, capability: Capability) -> Option<String> {

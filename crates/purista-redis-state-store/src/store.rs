@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use fred::{clients::Pool, interfaces::ClientLike};
 use purista_core::{
     Capabilities, ETag, Entry, Json, Op, PutOptions, Result, StoreConfig, WatchStream,
-    backend::{Backend, Handle},
+    backend::{Backend, Combiner, Handle},
     lease::{LeaseAnswer, LeaseStep},
 };
 
@@ -56,6 +56,8 @@ struct Inner {
     watches: Watches,
     /// What `invalidations` follows.
     cache_feed: CacheFeed,
+    /// Concurrent increments of one key, sent as one.
+    counters: Combiner,
 }
 
 impl fmt::Debug for RedisStateStore {
@@ -98,6 +100,7 @@ impl RedisStateStore {
             watchers: Watchers::default(),
             watches: Watches::default(),
             cache_feed,
+            counters: Combiner::default(),
         };
         RedisStateStore { inner: Arc::new(inner), config, handle: Handle::new() }
     }
@@ -222,6 +225,10 @@ impl Backend for RedisStateStore {
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         counter::increment(self, key, delta, ttl).await
+    }
+
+    fn combiner(&self) -> Option<&Combiner> {
+        Some(&self.inner.counters)
     }
 
     async fn lease_step(&self, fence: &str, holder: &str, step: &LeaseStep) -> Result<Option<LeaseAnswer>> {

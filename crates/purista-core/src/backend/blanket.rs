@@ -143,7 +143,11 @@ impl<B: Backend> StateStore for B {
             }
             let ttl = check_ttl(self, ttl)?;
             let key = prefixed(&config.key_prefix, name);
-            Backend::increment(self, &key, delta, ttl).await.map_err(unprefix(config))
+            match Backend::combiner(self) {
+                Some(combiner) => combiner.increment(self, &key, delta, ttl).await,
+                None => Backend::increment(self, &key, delta, ttl).await,
+            }
+            .map_err(unprefix(config))
         })
     }
 

@@ -7,6 +7,7 @@
 //! to its granularity, and operations its [`Capabilities`] claim.
 
 mod blanket;
+mod combine;
 mod counter;
 pub mod direct;
 mod rules;
@@ -24,6 +25,7 @@ use crate::{
 use rules::unsupported;
 
 pub use crate::handle::Handle;
+pub use combine::Combiner;
 pub use counter::{add, counter_value};
 pub use steps::{Holds, check_steps};
 
@@ -111,6 +113,13 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
 
     /// The same store when it answers without waiting ([`Immediate`]).
     fn immediate(&self) -> Option<&dyn Immediate> {
+        None
+    }
+
+    /// Where concurrent increments of one key from this instance wait to be
+    /// sent as one ([`Combiner`]); `None`, the default, sends each alone. A
+    /// network backend returns the one its handles share.
+    fn combiner(&self) -> Option<&Combiner> {
         None
     }
 

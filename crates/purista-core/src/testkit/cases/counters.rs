@@ -1,6 +1,6 @@
 //! Counters: `increment` is atomic across instances, typed, and keeps expiry.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 
@@ -41,32 +41,147 @@ pub async fn counter_basics(factory: &impl Factory) {
 /// `counter` check on memory and Redis: compare-and-swap stores take a
 /// minute for that under load).
 pub async fn counter_concurrent(factory: &impl Factory) {
-    const INSTANCES: usize = 8;
-    const EACH: i64 = 125;
-    let Some(first) = store(factory).await else { return };
-    let key = unique("counter-shared");
-    let mut tasks = Vec::new();
-    for _ in 0..INSTANCES {
+    counts_exactly(factory, "counter-shared", 8, 1, 125).await;
+}
+
+/// Many tasks of each instance increment one counter at once (a store may
+/// send them as one): every increment still counts exactly once and answers
+/// a sum of its own. 2 instances × 32 tasks × 25 increments.
+pub async fn counter_tasks_of_one_instance(factory: &impl Factory) {
+    counts_exactly(factory, "counter-tasks", 2, 32, 25).await;
+}
+
+/// `tasks` tasks on each of `instances` instances make `each` increments of
+/// 1 of one counter: it ends at their number, and each answered a sum of
+/// its own (none was lost or applied twice).
+async fn counts_exactly(factory: &impl Factory, name: &str, instances: usize, tasks: usize, each: i64) {
+    let key = unique(name);
+    let mut running = Vec::new();
+    for _ in 0..instances {
         let Some(s) = store(factory).await else { return };
-        let key = key.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for _ in 0..EACH {
-                seen.push(s.increment(&key, 1, None).await.expect("increment"));
-            }
-            seen
-        }));
+        for _ in 0..tasks {
+            let (s, key) = (s.clone(), key.clone());
+            running.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..each {
+                    seen.push(s.increment(&key, 1, None).await.expect("increment"));
+                }
+                seen
+            }));
+        }
     }
     let mut seen = Vec::new();
-    for task in tasks {
+    for task in running {
         seen.extend(task.await.expect("increments"));
     }
-    let total = INSTANCES as i64 * EACH;
-    assert_eq!(first.get::<i64>(&key).await.unwrap(), Some(total));
-    // Each increment saw a sum of its own: none was lost or applied twice.
+    let total = (instances * tasks) as i64 * each;
+    let Some(s) = store(factory).await else { return };
+    assert_eq!(s.get::<i64>(&key).await.unwrap(), Some(total));
     seen.sort_unstable();
-    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
-    first.remove_state(&key).await.unwrap();
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>(), "each increment saw a sum of its own");
+    s.remove_state(&key).await.unwrap();
+}
+
+/// Concurrent increments that cannot all fit: exactly those that would
+/// overflow alone fail, whatever went to the server together; a value that
+/// is no counter fails them all and stays.
+pub async fn counter_refusals_per_increment(factory: &impl Factory) {
+    const TASKS: i64 = 20;
+    let Some(s) = store(factory).await else { return };
+    let key = unique("counter-full");
+    s.set(&key, &(i64::MAX - TASKS / 2)).await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (s, key, start) = (s.clone(), key.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                s.increment(&key, 1, None).await
+            })
+        })
+        .collect();
+    let (mut sums, mut refused) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await.expect("increment") {
+            Ok(sum) => sums.push(sum),
+            Err(e) => {
+                assert_eq!((e.kind(), e.key()), (ErrorKind::InvalidValue, Some(key.as_str())), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    sums.sort_unstable();
+    assert_eq!(sums, ((i64::MAX - TASKS / 2 + 1)..=i64::MAX).collect::<Vec<_>>());
+    assert_eq!(refused, TASKS / 2);
+    assert_eq!(s.get::<i64>(&key).await.unwrap(), Some(i64::MAX));
+
+    s.set(&key, &"seven").await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, key) = (s.clone(), key.clone());
+            tokio::spawn(async move { s.increment(&key, 1, None).await })
+        })
+        .collect();
+    for task in tasks {
+        expect_kind(task.await.expect("increment"), ErrorKind::InvalidValue, "not a counter");
+    }
+    assert_eq!(raw(&*s, &key).await, Some(json!("seven")), "unchanged");
+    s.remove_state(&key).await.unwrap();
+}
+
+/// Callers that stop waiting (a timeout) among others that wait: the others
+/// all get their sums, and the counter holds every answered increment plus
+/// at most the abandoned ones.
+pub async fn counter_cancelled_callers(factory: &impl Factory) {
+    const TASKS: usize = 64;
+    let Some(s) = store(factory).await else { return };
+    let key = unique("counter-cancel");
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let (s, key, start) = (s.clone(), key.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut answered = Vec::new();
+                for round in 0..10 {
+                    let call = s.increment(&key, 1, None);
+                    if (i + round) % 2 == 0 {
+                        // Gone after its first poll, or soon after.
+                        let wait = Duration::from_micros(50 * (i as u64 % 4));
+                        if let Ok(answer) = tokio::time::timeout(wait, call).await {
+                            answered.push(answer.expect("increment"));
+                        }
+                    } else {
+                        answered.push(call.await.expect("increment beside cancelled ones"));
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let all = async {
+        let mut answered = Vec::new();
+        for task in tasks {
+            answered.extend(task.await.expect("increments"));
+        }
+        answered
+    };
+    let mut answered = tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("increments beside cancelled ones finish within 60 s");
+    let value = s.get::<i64>(&key).await.unwrap().unwrap_or(0);
+    let tries = (TASKS * 10) as i64;
+    assert!(
+        value >= answered.len() as i64 && value <= tries,
+        "{value} after {} answered of {tries}",
+        answered.len()
+    );
+    let count = answered.len();
+    answered.sort_unstable();
+    answered.dedup();
+    assert_eq!(answered.len(), count, "each answered increment saw a sum of its own");
+    assert!(answered.iter().all(|&sum| 1 <= sum && sum <= value), "sums within 1..={value}");
+    s.remove_state(&key).await.unwrap();
 }
 
 /// The TTL applies when the counter is created; later increments keep the

@@ -128,6 +128,8 @@ table! {
     }
     counters {
         counter_basics [Counters], counter_concurrent [Counters], counter_ttl [Counters, Ttl, Etag],
+        counter_tasks_of_one_instance [Counters], counter_refusals_per_increment [Counters],
+        counter_cancelled_callers [Counters],
     }
     list { list_keys_by_prefix [List] }
     watch {

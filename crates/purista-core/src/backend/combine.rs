@@ -1,0 +1,299 @@
+//! Concurrent increments of one counter from one instance, sent as one.
+//!
+//! While an increment of a key is on its way to the server, the next ones of
+//! that key queue here; when it returns, the queue goes as one increment by
+//! the sum of its deltas, and each caller gets the sum it would have got
+//! alone: the one before it in the queue plus its own delta. The batch is
+//! applied atomically by the backend, so it is as if its increments had run
+//! back to back, in queue order, within each caller's call (linearizable as
+//! each alone). A server round trip then carries any number of increments:
+//! a hot rate-limit counter costs one call per round trip, not one per
+//! request, and compare-and-swap stores stop conflicting with themselves.
+//!
+//! A batch is sent by a task of its own, so a caller that stops waiting
+//! (a timeout, a `select!`) never strands the others; an increment whose
+//! caller stopped waiting before it was sent is not applied.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use super::Backend;
+use crate::{Error, ErrorKind, Result};
+
+/// Sends concurrent increments of one key as one: while one is on its way,
+/// the next ones wait here and then go together, by their sum, each caller
+/// answered the sum it would have seen alone. A network backend keeps one
+/// for all its handles and returns it from
+/// [`Backend::combiner`](super::Backend::combiner); batches are sent by a
+/// task of their own, so a caller that stops waiting strands nobody.
+///
+/// Inside: the increments of each key waiting for the one on its way; a
+/// key is present while a task is sending its batches.
+#[derive(Clone, Default)]
+pub struct Combiner(Arc<Mutex<HashMap<String, Vec<Waiter>>>>);
+
+impl std::fmt::Debug for Combiner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Combiner").field("keys_in_flight", &self.0.lock().len()).finish()
+    }
+}
+
+struct Waiter {
+    delta: i64,
+    ttl: Option<Duration>,
+    answer: oneshot::Sender<Result<i64>>,
+}
+
+impl Combiner {
+    /// `Backend::increment` of `store`, combined with the concurrent ones of
+    /// the same key. `key` is the backend's (prefixed) key.
+    pub async fn increment<B: Backend>(
+        &self,
+        store: &B,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        let (answer, answered) = oneshot::channel();
+        let lead = {
+            let mut queues = self.0.lock();
+            match queues.get_mut(key) {
+                Some(queue) => {
+                    queue.push(Waiter { delta, ttl, answer });
+                    false
+                }
+                None => {
+                    queues.insert(key.to_owned(), vec![Waiter { delta, ttl, answer }]);
+                    true
+                }
+            }
+        };
+        if lead {
+            let sender = Sender {
+                queues: self.clone(),
+                store: store.with_config(store.config().clone()),
+                key: key.to_owned(),
+                done: false,
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(sender.run().in_current_span())),
+                // Outside a runtime nothing could run it: send here.
+                Err(_) => sender.run().await,
+            }
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(Error::new(ErrorKind::Backend, "the task sending increments ended without an answer")
+                .with_key(key))
+        })
+    }
+}
+
+/// Sends a key's queued increments until the queue is empty.
+struct Sender<B> {
+    queues: Combiner,
+    store: B,
+    key: String,
+    /// Whether it emptied and removed its queue.
+    done: bool,
+}
+
+/// A sender that ended otherwise (its task dropped with the runtime) drops
+/// its queue: the callers there hear so, and the next increment of the key
+/// starts a sender again.
+impl<B> Drop for Sender<B> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.queues.0.lock().remove(&self.key);
+        }
+    }
+}
+
+impl<B: Backend> Sender<B> {
+    async fn run(mut self) {
+        loop {
+            let waiting = {
+                let mut queues = self.queues.0.lock();
+                let Some(queue) = queues.get_mut(&self.key) else {
+                    self.done = true;
+                    return;
+                };
+                // Callers that stopped waiting are not applied.
+                queue.retain(|w| !w.answer.is_closed());
+                if queue.is_empty() {
+                    queues.remove(&self.key);
+                    self.done = true;
+                    return;
+                }
+                std::mem::take(queue)
+            };
+            let mut waiting = waiting.into_iter().peekable();
+            while waiting.peek().is_some() {
+                // Deltas of one sign: every sum between the first and the
+                // last then fits in an i64 when the last does.
+                let (mut batch, mut negative) = (Vec::new(), None);
+                while let Some(w) =
+                    waiting.next_if(|w| w.delta == 0 || negative.is_none_or(|n| n == (w.delta < 0)))
+                {
+                    if w.delta != 0 {
+                        negative = Some(w.delta < 0);
+                    }
+                    batch.push(w);
+                }
+                self.send(batch).await;
+            }
+        }
+    }
+
+    /// One increment by the batch's sum. When that is refused (an overflow,
+    /// a value that is no counter), nothing was written: then one by one,
+    /// so that exactly the increments that would fail alone fail.
+    async fn send(&self, batch: Vec<Waiter>) {
+        let total = batch.iter().try_fold(0i64, |sum, w| sum.checked_add(w.delta));
+        if let (Some(total), [first, _, ..]) = (total, batch.as_slice()) {
+            // The first increment creates a missing counter, with its TTL.
+            match Backend::increment(&self.store, &self.key, total, first.ttl).await {
+                Ok(sum) => {
+                    // Checked: the sum is the server's answer, not ours.
+                    let mut before = sum.checked_sub(total);
+                    for w in batch {
+                        before = before.and_then(|b| b.checked_add(w.delta));
+                        let _ = w.answer.send(before.ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Backend,
+                                format!("the store answered a sum of {sum} to {total}"),
+                            )
+                            .with_key(&self.key)
+                        }));
+                    }
+                    return;
+                }
+                Err(e) if e.kind() != ErrorKind::InvalidValue => {
+                    // Whether it was applied is unknown: each caller hears so.
+                    for w in batch {
+                        let _ = w.answer.send(Err(e.duplicate()));
+                    }
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        for w in batch {
+            if !w.answer.is_closed() {
+                let result = Backend::increment(&self.store, &self.key, w.delta, w.ttl).await;
+                let _ = w.answer.send(result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
+
+    use super::*;
+    use crate::{Capabilities, ETag, Json, PutOptions, StateStore, StoreConfig};
+
+    /// A counter that takes a millisecond per call, and answers `wrong`
+    /// sums or panics when asked.
+    #[derive(Debug, Clone, Default)]
+    struct Slow {
+        config: StoreConfig,
+        shared: Arc<Shared>,
+    }
+
+    #[derive(Debug, Default)]
+    struct Shared {
+        value: AtomicI64,
+        calls: AtomicUsize,
+        wrong: std::sync::atomic::AtomicBool,
+        panics: std::sync::atomic::AtomicBool,
+        combiner: Combiner,
+    }
+
+    impl Backend for Slow {
+        fn name(&self) -> &str {
+            "Slow"
+        }
+        fn config(&self) -> &StoreConfig {
+            &self.config
+        }
+        fn with_config(&self, config: StoreConfig) -> Self {
+            Slow { config, shared: self.shared.clone() }
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities { counters: true, ..Capabilities::default() }
+        }
+        fn combiner(&self) -> Option<&Combiner> {
+            Some(&self.shared.combiner)
+        }
+        async fn get_state(&self, keys: &[&str]) -> Result<Vec<Option<Json>>> {
+            Ok(vec![Some(Json::integer(self.shared.value.load(SeqCst))); keys.len()])
+        }
+        async fn put(&self, _: &str, _: Json, _: &PutOptions) -> Result<Option<ETag>> {
+            Ok(None)
+        }
+        async fn remove(&self, _: &str, _: Option<&ETag>) -> Result<()> {
+            Ok(())
+        }
+        async fn increment(&self, _: &str, delta: i64, _: Option<Duration>) -> Result<i64> {
+            self.shared.calls.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert!(!self.shared.panics.load(SeqCst), "a backend that panics");
+            let sum = self.shared.value.fetch_add(delta, SeqCst) + delta;
+            Ok(if self.shared.wrong.load(SeqCst) { i64::MIN } else { sum })
+        }
+    }
+
+    /// `tasks` increments at once; a caller stranded for 10 s fails the test.
+    async fn burst(store: &Arc<Slow>, tasks: i64) -> Vec<Result<i64>> {
+        tokio::time::timeout(Duration::from_secs(10), burst_unbounded(store, tasks))
+            .await
+            .expect("no increment stranded")
+    }
+
+    async fn burst_unbounded(store: &Arc<Slow>, tasks: i64) -> Vec<Result<i64>> {
+        let calls: Vec<_> = (0..tasks)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { StateStore::increment(&*store, "k", 1, None).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_increments_go_as_one_and_answer_sums_of_their_own() {
+        let store = Arc::new(Slow::default());
+        let mut sums: Vec<i64> = burst(&store, 100).await.into_iter().map(Result::unwrap).collect();
+        sums.sort_unstable();
+        assert_eq!(sums, (1..=100).collect::<Vec<_>>());
+        let calls = store.shared.calls.load(SeqCst);
+        assert!(calls < 50, "100 increments at once took {calls} calls");
+        assert!(store.shared.combiner.0.lock().is_empty(), "no queue left behind");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_sum_or_a_panic_fails_the_callers_and_strands_nobody() {
+        let store = Arc::new(Slow::default());
+        store.shared.wrong.store(true, SeqCst);
+        let answers = burst(&store, 20).await;
+        // The first goes alone (its sum is taken as is); a batch's cannot
+        // be split and is refused.
+        assert!(answers.iter().any(|a| a.as_ref().is_err_and(|e| e.kind() == ErrorKind::Backend)));
+        store.shared.wrong.store(false, SeqCst);
+        store.shared.panics.store(true, SeqCst);
+        let answers = burst(&store, 20).await;
+        assert!(answers.iter().all(|a| a.as_ref().is_err_and(|e| e.kind() == ErrorKind::Backend)));
+        store.shared.panics.store(false, SeqCst);
+        // The next increments find no stranded queue.
+        assert!(burst(&store, 20).await.iter().all(Result::is_ok));
+        assert!(store.shared.combiner.0.lock().is_empty());
+    }
+}
