@@ -145,6 +145,10 @@ impl Backend for NatsStateStore {
         Some(&self.inner.counters)
     }
 
+    fn detached(&self) -> Self {
+        NatsStateStore { inner: self.inner.clone(), config: self.config.clone(), handle: Handle::detached() }
+    }
+
     fn unsupported_reason(&self, capability: Capability) -> Option<String> {
         self.inner.missing.reason(capability).map(str::to_owned)
     }

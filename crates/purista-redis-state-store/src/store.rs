@@ -231,6 +231,10 @@ impl Backend for RedisStateStore {
         Some(&self.inner.counters)
     }
 
+    fn detached(&self) -> Self {
+        RedisStateStore::detached(self)
+    }
+
     async fn lease_step(&self, fence: &str, holder: &str, step: &LeaseStep) -> Result<Option<LeaseAnswer>> {
         lease::step(self, fence, holder, step).await
     }

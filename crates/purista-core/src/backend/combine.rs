@@ -72,12 +72,8 @@ impl Combiner {
             }
         };
         if lead {
-            let sender = Sender {
-                queues: self.clone(),
-                store: store.with_config(store.config().clone()),
-                key: key.to_owned(),
-                done: false,
-            };
+            let sender =
+                Sender { queues: self.clone(), store: store.detached(), key: key.to_owned(), done: false };
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => drop(runtime.spawn(sender.run().in_current_span())),
                 // Outside a runtime nothing could run it: send here.

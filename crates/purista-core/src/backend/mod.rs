@@ -116,6 +116,15 @@ pub trait Backend: Sized + Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Another handle for the store's own background work (a [`Combiner`]'s
+    /// sender), holding no share of the connection: it must neither keep
+    /// the connection open after the user's last `destroy` nor close it.
+    /// The default is [`with_config`](Backend::with_config); a backend that
+    /// counts shares ([`Handle`]) gives a [`Handle::detached`] one.
+    fn detached(&self) -> Self {
+        self.with_config(self.config().clone())
+    }
+
     /// Where concurrent increments of one key from this instance wait to be
     /// sent as one ([`Combiner`]); `None`, the default, sends each alone. A
     /// network backend returns the one its handles share.
