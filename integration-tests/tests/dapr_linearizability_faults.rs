@@ -151,7 +151,8 @@ async fn dapr_counts_every_acknowledged_increment_through_a_stall_and_a_restart(
         stall(&mut sidecar).await;
         restart(&mut sidecar).await;
     };
-    let report = testkit::counter_with(&factory, workload(), faults).await;
+    let report =
+        testkit::counter_with(&factory, Workload { clients_per_instance: 4, ..workload() }, faults).await;
     passed_through_the_fault(&report);
 }
 

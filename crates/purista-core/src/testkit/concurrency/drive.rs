@@ -30,8 +30,9 @@ pub(super) async fn instances(factory: &impl Factory, n: usize) -> Option<Vec<Ar
     Some(stores)
 }
 
-/// A check's report, named after the store, and its `workload.instances`
-/// store instances; `Err`: the report, skipped, when the factory has none.
+/// A check's report, named after the store, and a store for each client:
+/// `workload.instances` instances, each `workload.clients_per_instance`
+/// times in a row; `Err`: the report, skipped, when the factory has none.
 pub(super) async fn begin(
     check: &'static str,
     factory: &impl Factory,
@@ -42,7 +43,8 @@ pub(super) async fn begin(
         return Err(report.skip("no store"));
     };
     report.store = stores[0].name().to_owned();
-    Ok((report, stores))
+    let each = workload.clients_per_instance.max(1);
+    Ok((report, stores.iter().flat_map(|store| std::iter::repeat_n(store.clone(), each)).collect()))
 }
 
 /// Runs the clients on tasks of their own alongside `fault`; a client's
@@ -73,7 +75,10 @@ pub(super) async fn cleanup(stores: &[Arc<dyn StateStore>], keys: &[String]) {
     for key in keys {
         let _ = tokio::time::timeout(Duration::from_secs(2), stores[0].remove_state(key)).await;
     }
-    for store in stores {
+    for (i, store) in stores.iter().enumerate() {
+        if stores[..i].iter().any(|earlier| Arc::ptr_eq(earlier, store)) {
+            continue;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), store.destroy()).await;
     }
 }

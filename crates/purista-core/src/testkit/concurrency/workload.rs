@@ -8,9 +8,12 @@ use crate::Capabilities;
 /// What the clients do.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    /// Store instances (each from [`Factory::store`](crate::testkit::Factory::store), so its own connection),
-    /// one client on each.
+    /// Store instances (each from [`Factory::store`](crate::testkit::Factory::store), so its own connection).
     pub instances: usize,
+    /// Clients sharing each instance, each on a task of its own (at least
+    /// one): more than one meets what one instance does with concurrent
+    /// calls of its own, such as [combined increments](crate::backend::Combiner).
+    pub clients_per_instance: usize,
     /// Keys the clients share ([`bank`](crate::testkit::bank) uses 8 accounts whatever this says).
     pub keys: usize,
     /// Operations each client runs; a client goes on while the fault has
@@ -37,6 +40,7 @@ impl Default for Workload {
     fn default() -> Self {
         Workload {
             instances: 8,
+            clients_per_instance: 1,
             keys: 4,
             ops_per_client: 200,
             mix: Mix::default(),
