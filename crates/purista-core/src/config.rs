@@ -28,11 +28,22 @@ pub struct StoreConfig {
     pub enable_remove: bool,
     /// Put before every key on the way in, stripped on the way out.
     pub key_prefix: String,
+    /// Send concurrent increments of one key from this instance to the
+    /// server as one, by their sum ([`Combiner`](crate::backend::Combiner);
+    /// on by default). Off, every increment is a server write of its own,
+    /// and a watcher sees each; the answers are the same either way.
+    pub combine_increments: bool,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { enable_get: true, enable_set: true, enable_remove: true, key_prefix: String::new() }
+        StoreConfig {
+            enable_get: true,
+            enable_set: true,
+            enable_remove: true,
+            key_prefix: String::new(),
+            combine_increments: true,
+        }
     }
 }
 
@@ -55,6 +66,11 @@ impl StoreConfig {
     /// Sets [`key_prefix`](Self::key_prefix).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
+        self
+    }
+    /// Sets [`combine_increments`](Self::combine_increments).
+    pub fn combine_increments(mut self, on: bool) -> Self {
+        self.combine_increments = on;
         self
     }
 }

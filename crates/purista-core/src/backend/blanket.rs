@@ -143,7 +143,7 @@ impl<B: Backend> StateStore for B {
             }
             let ttl = check_ttl(self, ttl)?;
             let key = prefixed(&config.key_prefix, name);
-            match Backend::combiner(self) {
+            match Backend::combiner(self).filter(|_| config.combine_increments) {
                 Some(combiner) => combiner.increment(self, &key, delta, ttl).await,
                 None => Backend::increment(self, &key, delta, ttl).await,
             }

@@ -29,6 +29,8 @@ use crate::{Error, ErrorKind, Result};
 /// for all its handles and returns it from
 /// [`Backend::combiner`](super::Backend::combiner); batches are sent by a
 /// task of their own, so a caller that stops waiting strands nobody.
+/// [`StoreConfig::combine_increments`](crate::StoreConfig::combine_increments)
+/// switches it off.
 ///
 /// Inside: the increments of each key waiting for the one on its way; a
 /// key is present while a task is sending its batches.
@@ -273,6 +275,16 @@ mod tests {
         let calls = store.shared.calls.load(SeqCst);
         assert!(calls < 50, "100 increments at once took {calls} calls");
         assert!(store.shared.combiner.0.lock().is_empty(), "no queue left behind");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_combining_off_each_increment_is_a_call_of_its_own() {
+        let config = StoreConfig::default().combine_increments(false);
+        let store = Arc::new(Slow { config, ..Slow::default() });
+        let mut sums: Vec<i64> = burst(&store, 20).await.into_iter().map(Result::unwrap).collect();
+        sums.sort_unstable();
+        assert_eq!(sums, (1..=20).collect::<Vec<_>>());
+        assert_eq!(store.shared.calls.load(SeqCst), 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
