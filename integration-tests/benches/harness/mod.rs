@@ -107,7 +107,7 @@ pub fn run<R: Raw>(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dy
     g.finish();
 
     if store.capabilities().etag && store.capabilities().create_only {
-        for tasks in [CAS_TASKS, TASKS] {
+        for tasks in [1, CAS_TASKS, TASKS] {
             let mut g = c.benchmark_group(format!("{backend}/counter_{tasks}_tasks"));
             g.throughput(Throughput::Elements((tasks * CAS_EACH) as u64));
             let counter = format!("{prefix}.counter");

@@ -10,9 +10,12 @@
 //! a hot rate-limit counter costs one call per round trip, not one per
 //! request, and compare-and-swap stores stop conflicting with themselves.
 //!
-//! A batch is sent by a task of its own, so a caller that stops waiting
-//! (a timeout, a `select!`) never strands the others; an increment whose
-//! caller stopped waiting before it was sent is not applied.
+//! An increment that finds nothing of its key on its way goes at once,
+//! from its caller, as it would alone: an uncontended counter pays for a
+//! map entry, nothing more. Batches behind it are sent by a task of their
+//! own, so a caller that stops waiting (a timeout, a `select!`) never
+//! strands the others; an increment whose caller stopped waiting before it
+//! was sent is not applied.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -33,7 +36,7 @@ use crate::{Error, ErrorKind, Result};
 /// switches it off.
 ///
 /// Inside: the increments of each key waiting for the one on its way; a
-/// key is present while a task is sending its batches.
+/// key is present while an increment of it is on its way.
 #[derive(Clone, Default)]
 pub struct Combiner(Arc<Mutex<HashMap<String, Vec<Waiter>>>>);
 
@@ -59,33 +62,71 @@ impl Combiner {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
-        let (answer, answered) = oneshot::channel();
-        let lead = {
+        let queued = {
             let mut queues = self.0.lock();
             match queues.get_mut(key) {
                 Some(queue) => {
+                    let (answer, answered) = oneshot::channel();
                     queue.push(Waiter { delta, ttl, answer });
-                    false
+                    Some(answered)
                 }
                 None => {
-                    queues.insert(key.to_owned(), vec![Waiter { delta, ttl, answer }]);
-                    true
+                    queues.insert(key.to_owned(), Vec::new());
+                    None
                 }
             }
         };
-        if lead {
-            let sender =
-                Sender { queues: self.clone(), store: store.detached(), key: key.to_owned(), done: false };
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(sender.run().in_current_span())),
-                // Outside a runtime nothing could run it: send here.
-                Err(_) => sender.run().await,
-            }
+        if let Some(answered) = queued {
+            return answered.await.unwrap_or_else(|_| {
+                Err(Error::new(ErrorKind::Backend, "the task sending increments ended without an answer")
+                    .with_key(key))
+            });
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(Error::new(ErrorKind::Backend, "the task sending increments ended without an answer")
-                .with_key(key))
-        })
+        // Nothing of this key on its way: this one goes at once, from here
+        // (it carries no one else, so stopping waiting strands nobody);
+        // what queued behind it goes after, from a task.
+        let next = Next { queues: self, store, key };
+        let result = Backend::increment(store, key, delta, ttl).await;
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Outside a runtime nothing could run that task: send here.
+            std::mem::forget(next);
+            Sender { queues: self.clone(), store: store.detached(), key: key.to_owned(), done: false }
+                .run()
+                .await;
+        }
+        result
+    }
+}
+
+/// Held by a caller whose increment went at once: when it ends (answered,
+/// abandoned or panicking), the increments queued behind it are handed
+/// to a [`Sender`] task, or the key's empty queue is removed.
+struct Next<'a, B: Backend> {
+    queues: &'a Combiner,
+    store: &'a B,
+    key: &'a str,
+}
+
+impl<B: Backend> Drop for Next<'_, B> {
+    fn drop(&mut self) {
+        let mut queues = self.queues.0.lock();
+        if queues.get(self.key).is_some_and(Vec::is_empty) {
+            queues.remove(self.key);
+            return;
+        }
+        drop(queues);
+        let sender = Sender {
+            queues: self.queues.clone(),
+            store: self.store.detached(),
+            key: self.key.to_owned(),
+            done: false,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(sender.run().in_current_span())),
+            // Abandoned outside a runtime: the sender's drop removes the
+            // queue, and the callers there hear so.
+            Err(_) => drop(sender),
+        }
     }
 }
 
@@ -206,6 +247,8 @@ mod tests {
     struct Shared {
         value: AtomicI64,
         calls: AtomicUsize,
+        /// Extra milliseconds a call takes.
+        slower: std::sync::atomic::AtomicU64,
         wrong: std::sync::atomic::AtomicBool,
         panics: std::sync::atomic::AtomicBool,
         combiner: Combiner,
@@ -238,7 +281,7 @@ mod tests {
         }
         async fn increment(&self, _: &str, delta: i64, _: Option<Duration>) -> Result<i64> {
             self.shared.calls.fetch_add(1, SeqCst);
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(1 + self.shared.slower.load(SeqCst))).await;
             assert!(!self.shared.panics.load(SeqCst), "a backend that panics");
             let sum = self.shared.value.fetch_add(delta, SeqCst) + delta;
             Ok(if self.shared.wrong.load(SeqCst) { i64::MIN } else { sum })
@@ -261,7 +304,12 @@ mod tests {
             .collect();
         let mut answers = Vec::new();
         for call in calls {
-            answers.push(call.await.unwrap());
+            // A panic reaches the caller whose call it was, as it would
+            // without combining.
+            answers.push(call.await.unwrap_or_else(|e| {
+                assert!(e.is_panic());
+                Err(Error::new(ErrorKind::Backend, "the call panicked"))
+            }));
         }
         answers
     }
@@ -274,6 +322,41 @@ mod tests {
         assert_eq!(sums, (1..=100).collect::<Vec<_>>());
         let calls = store.shared.calls.load(SeqCst);
         assert!(calls < 50, "100 increments at once took {calls} calls");
+        assert!(store.shared.combiner.0.lock().is_empty(), "no queue left behind");
+    }
+
+    /// Waits (up to 10 s) until `what` holds of the queue of "k".
+    async fn until(store: &Slow, what: impl Fn(Option<&Vec<Waiter>>) -> bool) {
+        for _ in 0..10_000 {
+            if what(store.shared.combiner.0.lock().get("k")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the queue never got there");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_queue_behind_an_abandoned_first_increment_is_still_sent() {
+        let store = Arc::new(Slow::default());
+        store.shared.slower.store(200, SeqCst);
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { StateStore::increment(&*store, "k", 1, None).await }
+        });
+        until(&store, |queue| queue.is_some()).await;
+        let behind = tokio::spawn({
+            let store = store.clone();
+            async move { burst_unbounded(&store, 10).await }
+        });
+        until(&store, |queue| queue.is_some_and(|q| q.len() == 10)).await;
+        // Abandoned in flight: its increment is not applied (the test
+        // backend adds after its sleep), the ones behind it are.
+        first.abort();
+        let mut sums: Vec<i64> = behind.await.unwrap().into_iter().map(Result::unwrap).collect();
+        sums.sort_unstable();
+        assert_eq!(sums, (1..=10).collect::<Vec<_>>());
+        assert_eq!(store.shared.calls.load(SeqCst), 2, "the first alone, then the ten as one");
         assert!(store.shared.combiner.0.lock().is_empty(), "no queue left behind");
     }
 
