@@ -1,6 +1,7 @@
 //! Concurrency checks, written once for any store: clients, each on a store
-//! instance of its own, run a random workload on a few keys while a fault
-//! may strike, and what they saw is checked.
+//! instance of its own (or a few to an instance, with
+//! [`Workload::clients_per_instance`]), run a random workload on a few keys
+//! while a fault may strike, and what they saw is checked.
 //!
 //! - [`linearizable`]: get / upsert / create / update-if-ETag / remove /
 //!   remove-if-ETag (each write now and then as a one-step `transaction`,
