@@ -236,16 +236,27 @@ async fn memory_store_rate_limits_hold() {
 
 /// Rate limits count with increments: on the forgetful store some are lost,
 /// and a window lets more than its limit through, which the check must see.
+/// A lost increment lets a check through only if it is lost before the
+/// window's count reaches the limit; on a loaded machine a run's losses
+/// once all came later (CI, 2026-12-08). So up to ten runs, each on a store
+/// and key of its own, until one is caught.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_on_a_forgetful_store_is_caught() {
-    let store = Forgetful::new(Some(2));
-    let workload = Workload { instances: 6, ops_per_client: 100, ..Workload::default() };
-    let report = testkit::rate_limit_with(&store.factory(), workload, async {}).await;
-    let forgot = store.forgot.load(Ordering::Relaxed);
-    assert!(forgot >= 1, "the workload reached the broken path {forgot} times: {report}");
-    let violation = report.violation.as_deref().expect("the lost increments are caught");
-    assert!(violation.contains("over its limit"), "{violation}");
-    eprintln!("caught, as expected ({forgot} forgotten checks):\n{violation}");
+    for run in 1..=10 {
+        // Every refused update goes through: any race under the limit counts.
+        let store = Forgetful::new(Some(1));
+        let workload = Workload { instances: 6, ops_per_client: 100, ..Workload::default() };
+        let report = testkit::rate_limit_with(&store.factory(), workload, async {}).await;
+        let forgot = store.forgot.load(Ordering::Relaxed);
+        assert!(forgot >= 1, "the workload reached the broken path {forgot} times: {report}");
+        if let Some(violation) = report.violation.as_deref() {
+            assert!(violation.contains("over its limit"), "{violation}");
+            eprintln!("caught in run {run}, as expected ({forgot} forgotten checks):\n{violation}");
+            return;
+        }
+        eprintln!("run {run}: {forgot} forgotten checks, none before the limit was reached: {report}");
+    }
+    panic!("ten runs on the forgetful store and no window over its limit was caught");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
